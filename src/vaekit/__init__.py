@@ -1,0 +1,11 @@
+"""vaekit: variational autoencoders on PyTorch, with honest evaluation."""
+
+from vaekit._version import __version__
+from vaekit.api import TrainResult, fit, save, train
+from vaekit.config import Config
+from vaekit.errors import VaekitError
+from vaekit.models import VAE, build_model
+from vaekit.run import load
+
+__all__ = ["VAE", "Config", "TrainResult", "VaekitError", "__version__", "build_model", "fit",
+           "load", "save", "train"]

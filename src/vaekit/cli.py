@@ -1,0 +1,398 @@
+"""The `vaekit` command line: train | evaluate | sample | reconstruct | encode | interpolate |
+score | info. Bad input ends with a one- or two-line message and exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from vaekit.config import Config, ConfigError, _flag, _literal_choices, coerce, load_config_file
+from vaekit.errors import DataError, VaekitError
+
+EPILOG = "Docs: README.md. Every value is per example, in nats, summed over data dimensions."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in the same two-line form as every other vaekit error."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"vaekit: error: {message}\n(see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field; values stay unset unless given, so a --config file can fill
+    them and the command line wins over the file."""
+    for f in fields(Config):
+        default = f.default if f.default is not MISSING else None
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        choices = _literal_choices(f.type)
+        help_text = f.metadata.get("help", "")
+        if choices:
+            help_text += f" {{{'|'.join(choices)}}}"
+        if isinstance(f.default, bool):
+            parser.add_argument(f"--{_flag(f.name)}", dest=f.name, default=argparse.SUPPRESS,
+                                action=argparse.BooleanOptionalAction,
+                                help=f"{help_text} (default: {default})")
+            continue
+        parser.add_argument(f"--{_flag(f.name)}", dest=f.name, default=argparse.SUPPRESS,
+                            metavar=f.name.upper(), help=f"{help_text} (default: {default})")
+
+
+def _config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values from --config FILE, values from flags), both keyed by Config field name."""
+    from_file = load_config_file(args.config) if args.config else {}
+    known = {f.name: f for f in fields(Config)}
+    from_flags = {name: coerce(known[name], getattr(args, name), source="command line")
+                  for name in known if hasattr(args, name)}
+    return from_file, from_flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vaekit", description="Variational autoencoders: train, evaluate, "
+                     "sample, encode, reconstruct, interpolate and score anomalies.",
+                     epilog=EPILOG)
+    from vaekit import __version__
+
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a VAE and write a run directory",
+                       description="Train a VAE. With no flags: the built-in 8x8 digits. Flags "
+                       "override --config FILE (YAML or JSON, keys named like the flags).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="YAML/JSON file of option values")
+    p.add_argument("--out", metavar="RUN", help="run directory to create "
+                   "(default: runs/DATA-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last "
+                   "checkpoint (only --epochs, --device, --threads, --compile, --bf16 may change)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    _add_config_flags(p)
+
+    def add_data(p: argparse.ArgumentParser, split: str = "test") -> None:
+        p.add_argument("run", metavar="RUN", help="run directory")
+        p.add_argument("--data", help="dataset name or .npy/.npz path (default: the run's)")
+        p.add_argument("--data-dir", help="directory of IDX files (default: the run's)")
+        p.add_argument("--split", default=split, choices=["train", "val", "test", "all"],
+                       help=f"which split (default: {split})")
+        p.add_argument("--n", type=_positive_int, help="use the first N examples of the split")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+    p = sub.add_parser("evaluate", help="ELBO, importance-weighted log p(x), bits/dim, "
+                       "active units", description="Evaluate a run on a data split. --k 1 gives "
+                       "the ELBO's one-sample estimate; --k 5000 is the standard for published "
+                       "log-likelihoods.")
+    add_data(p)
+    p.add_argument("--k", type=_positive_int, default=1, help="importance samples (default: 1)")
+    p.add_argument("--chunk-rows", type=_positive_int, default=1024,
+                   help="(sample, example) rows decoded at once; bounds peak memory "
+                   "(default: 1024)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--amortization-gap", type=int, default=0, metavar="M",
+                   help="also measure the amortization gap on the first M examples")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    p = sub.add_parser("sample", help="draw samples from the prior through the decoder")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default: 64)")
+    p.add_argument("-o", "--output", required=True, help="FILE.png (a grid) or FILE.npy")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--draw", action="store_true", help="sample x ~ p(x|z) instead of its mean")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+    p = sub.add_parser("reconstruct", help="inputs beside their reconstructions")
+    add_data(p)
+    p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.npy")
+
+    p = sub.add_parser("encode", help="posterior means and log-variances of a split")
+    add_data(p)
+    p.add_argument("-o", "--output", required=True, help="codes.npy: array (N, 2, latent_dim), "
+                   "[:, 0] means, [:, 1] log-variances; or codes.npz with arrays mean, log_var")
+
+    p = sub.add_parser("interpolate", help="decode a straight line between two examples' codes")
+    add_data(p)
+    p.add_argument("--pair", type=int, nargs=2, default=(0, 1), metavar=("I", "J"),
+                   help="indices of the two examples in the split (default: 0 1)")
+    p.add_argument("--steps", type=_positive_int, default=10, help="points on the line")
+    p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.npy")
+
+    p = sub.add_parser("score", help="anomaly scores: -log p(x) per example (importance-weighted)")
+    add_data(p)
+    p.add_argument("--k", type=_positive_int, default=100, help="importance samples (default: 100)")
+    p.add_argument("--chunk-rows", type=_positive_int, default=1024, help="memory bound")
+    p.add_argument("-o", "--output", required=True, help="scores.npy: one value per example")
+
+    p = sub.add_parser("info", help="what a run directory holds")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vaekit.api import train
+
+    from_file, from_flags = _config_from_args(args)
+    if args.resume:
+        if from_file:
+            raise ConfigError("--config cannot be combined with --resume (the run's config is "
+                              "in its config.json)")
+        result = train(resume=args.resume, progress=not args.quiet, **from_flags)
+    else:
+        config = Config.from_dict({**from_file, **from_flags}, source=args.config or "flags")
+        result = train(config, out=args.out, progress=not args.quiet)
+    best = max((r for r in result.history), key=lambda r: r.get("val_elbo", r["train_elbo"]),
+               default=None)
+    if best is not None:
+        score = best.get("val_elbo", best["train_elbo"])
+        which = "validation" if "val_elbo" in best else "training"
+        print(f"best {which} ELBO {score:.3f} nats at epoch {best['epoch']}")
+    pictures = sorted(p.name for p in Path(str(result.run_dir)).glob("*.png"))
+    print(f"run directory: {result.run_dir}")
+    if pictures:
+        print(f"pictures: {', '.join(str(Path(str(result.run_dir)) / p) for p in pictures)}")
+    return 0
+
+
+def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The run's model and the requested split, binarized and checked as in training."""
+    from vaekit.data import binarize_fixed, load_dataset
+    from vaekit.run import load_run
+    from vaekit.train.loop import check_data_fits
+
+    model, info = load_run(args.run, device=args.device)
+    data_dir = args.data_dir if args.data_dir is not None else (
+        info.config.data_dir if args.data is None else None)
+    data = load_dataset(args.data or info.config.data, data_dir, info.config.val_fraction)
+    if data.event_shape != model.event_shape:
+        raise DataError(f"the data has examples of shape {data.event_shape}, but the model in "
+                        f"{args.run} was trained on shape {model.event_shape}")
+    mode = info.data.get("binarize", "none")
+    check_data_fits(info.config, data, mode)
+    x = data.split(args.split)
+    if len(x) == 0:
+        raise DataError(f"the {args.split} split of {data.name} is empty")
+    if args.n:
+        x = x[:args.n]
+    if mode != "none":
+        x = binarize_fixed(x)
+    return model, info, (x, data)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaekit.evaluate import amortization_gap, evaluate
+
+    model, info, (x, data) = _eval_data(args)
+    binary = info.data.get("binarize", "none") != "none" or info.config.likelihood == "bernoulli"
+    bin_width = None if binary else data.bin_width
+    report = evaluate(model, x, k=args.k, chunk_rows=args.chunk_rows, bin_width=bin_width,
+                      seed=args.seed, progress=not args.json)
+    report.update({"split": args.split, "data": data.name})
+    if args.amortization_gap:
+        report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
+    rows = [("ELBO", "elbo"), ("  reconstruction E_q log p(x|z)", "reconstruction"),
+            ("  KL(q || p)", "kl"), (f"log p(x) (k={args.k})", "log_likelihood"),
+            ("NLL", "nll"), ("  standard error", "nll_stderr"), ("bits/dim", "bits_per_dim"),
+            ("log p(x) - ELBO", "gap_log_likelihood_minus_elbo"),
+            ("amortization gap", "amortization_gap")]
+    print(f"{data.name} {args.split}: n={report['n']} examples, k={args.k}, "
+          f"{report['seconds']:.1f}s  (nats per example)")
+    for label, key in rows:
+        if key in report:
+            print(f"  {label:<34} {report[key]:>12.4f}")
+    print(f"  {'active units':<34} {report['active_units']:>8} / {model.latent_dim}")
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def _save_array_or_grid(array: Any, output: str, nrow: int = 8, image: bool = True) -> None:
+    import numpy as np
+
+    from vaekit import plots
+    from vaekit.io import atomic_write_bytes
+
+    out = Path(output)
+    if out.suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, array.cpu().numpy())
+        atomic_write_bytes(out, buf.getvalue())
+    elif out.suffix == ".png":
+        if not image or array.dim() != 4:
+            raise DataError(f"{out}: this model's data are not images; write .npy instead")
+        plots.save_grid(array.cpu(), out, nrow=nrow)
+    else:
+        raise ConfigError(f"-o {out}: the file name must end in .png or .npy")
+    print(f"wrote {out}")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.run import load_run
+
+    model, info = load_run(args.run, device=args.device)
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    x = model.sample(args.n, generator=g, mean=not args.draw)
+    _save_array_or_grid(x, args.output, image=bool(info.data.get("images", True)))
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit import plots
+
+    model, _info, (x, _) = _eval_data(args)
+    x = x[:args.n or 32]
+    recon = model.reconstruct(x.to(args.device)).cpu()
+    if Path(args.output).suffix == ".png":
+        if x.dim() != 4:
+            raise DataError(f"{args.output}: this model's data are not images; write .npy")
+        plots.save_reconstructions(x, recon, args.output)
+        print(f"wrote {args.output}")
+    else:
+        _save_array_or_grid(torch.stack([x, recon], 1), args.output, image=False)
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import io
+
+    import numpy as np
+    import torch
+
+    from vaekit.io import atomic_write_bytes
+
+    model, _, (x, _) = _eval_data(args)
+    means, log_vars = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), 1000):
+            q = model.encode(x[i:i + 1000].to(args.device))
+            means.append(q.mean.cpu())
+            log_vars.append(q.variance.log().cpu())
+    mean, log_var = torch.cat(means).numpy(), torch.cat(log_vars).numpy()
+    out = Path(args.output)
+    buf = io.BytesIO()
+    if out.suffix == ".npz":
+        np.savez(buf, mean=mean, log_var=log_var)
+    elif out.suffix == ".npy":
+        np.save(buf, np.stack([mean, log_var], axis=1))
+    else:
+        raise ConfigError(f"-o {out}: the file name must end in .npy or .npz")
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"wrote {out}: {len(mean)} examples x {mean.shape[1]} latent dimensions")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    import torch
+
+    model, info, (x, _) = _eval_data(args)
+    i, j = args.pair
+    if not (0 <= i < len(x) and 0 <= j < len(x)):
+        raise DataError(f"--pair {i} {j}: the split has {len(x)} examples")
+    with torch.no_grad():
+        mu = model.encode(x[[i, j]].to(args.device)).mean  # (2, L)
+        t = torch.linspace(0, 1, args.steps, device=mu.device)[:, None]
+        frames = model.likelihood.mean(model.decoder((1 - t) * mu[0] + t * mu[1]))
+    _save_array_or_grid(frames, args.output, nrow=args.steps,
+                        image=bool(info.data.get("images", True)))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import io
+
+    import numpy as np
+
+    from vaekit.evaluate import log_likelihood
+    from vaekit.io import atomic_write_bytes
+
+    model, _, (x, _) = _eval_data(args)
+    ll = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows)
+    scores = (-ll.per_example).numpy()
+    if Path(args.output).suffix != ".npy":
+        raise ConfigError(f"-o {args.output}: the file name must end in .npy")
+    buf = io.BytesIO()
+    np.save(buf, scores)
+    atomic_write_bytes(args.output, buf.getvalue())
+    print(f"wrote {args.output}: -log p(x) for {len(scores)} examples (mean {scores.mean():.3f}, "
+          f"max {scores.max():.3f} nats)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from vaekit.run import METRICS_FILE, read_run_info
+
+    info = read_run_info(args.run)
+    run = Path(args.run)
+    history: list[dict[str, Any]] = []
+    try:
+        for line in (run / METRICS_FILE).read_text().splitlines():
+            row = json.loads(line)
+            if isinstance(row, dict) and "train_elbo" in row:
+                history.append(row)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass  # metrics are informative only; a missing or damaged file shows as no epochs
+    summary = {"run": str(run), "config": info.config.to_dict(),
+               "event_shape": list(info.event_shape), "data": info.data,
+               "epochs_done": len(history), "last": history[-1] if history else None,
+               "files": sorted(p.name for p in run.iterdir() if not p.name.startswith("."))}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    c = info.config
+    print(f"run {run}: {c.net} VAE, latent {c.latent_dim}, {c.likelihood} likelihood, "
+          f"data {info.data.get('name', c.data)} {tuple(info.event_shape)}")
+    print(f"  trained {len(history)}/{c.epochs} epochs, seed {c.seed}, batch {c.batch_size}, "
+          f"lr {c.lr} ({c.lr_schedule})")
+    if history:
+        last = history[-1]
+        best = last.get("best_epoch")
+        val = [r for r in history if r.get("epoch") == best]
+        if val and "val_elbo" in val[0]:
+            print(f"  best validation ELBO {val[0]['val_elbo']:.3f} nats at epoch {best}")
+        print(f"  last epoch: train ELBO {last['train_elbo']:.3f}, "
+              f"skipped steps {last.get('skipped_steps', 0)}")
+    print(f"  files: {', '.join(sorted(p.name for p in run.iterdir()))}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
+            "reconstruct": cmd_reconstruct, "encode": cmd_encode,
+            "interpolate": cmd_interpolate, "score": cmd_score, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VaekitError as e:
+        from vaekit.train.loop import TrainingInterrupted
+
+        print(f"vaekit: {'stopped' if isinstance(e, TrainingInterrupted) else 'error'}: {e}",
+              file=sys.stderr)
+        return 130 if isinstance(e, TrainingInterrupted) else 2
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130

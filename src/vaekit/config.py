@@ -1,0 +1,235 @@
+"""The typed run configuration: one dataclass that is the CLI's flags, the YAML/JSON config file
+and the `config.json` saved in every run directory.
+
+Values are validated here, before anything is built, so that a bad value is reported as one
+clear line naming the field rather than as an error from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from vaekit.errors import ConfigError
+
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu", "leaky_relu", "softplus", "sigmoid")
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class Config:
+    """Everything that defines a run: data, model, objective and optimisation."""
+
+    # --- data
+    data: str = field(default="digits", metadata=_help(
+        "dataset: digits (built in), mnist, fashion-mnist, or a path to a .npy/.npz file"))
+    data_dir: str | None = field(default=None, metadata=_help(
+        "directory with the IDX files of mnist / fashion-mnist (default: $VAEKIT_DATA_DIR/NAME)"))
+    val_fraction: float = field(default=0.1, metadata=_help(
+        "fraction of the training data held out for validation (0 disables validation)"))
+    binarize: Literal["auto", "dynamic", "static", "none"] = field(default="auto", metadata=_help(
+        "binarization of [0,1] data: dynamic (resampled every epoch), static (once), none; "
+        "auto = dynamic for a Bernoulli likelihood on image datasets, else none"))
+    # --- model
+    net: Literal["mlp", "conv", "linear"] = field(default="mlp", metadata=_help(
+        "encoder/decoder networks"))
+    hidden: tuple[int, ...] = field(default=(512, 256), metadata=_help(
+        "hidden layer widths, comma separated (mlp, and the dense layer of conv)"))
+    channels: tuple[int, ...] = field(default=(32, 64), metadata=_help(
+        "conv channels per stride-2 stage, comma separated (conv only)"))
+    activation: str = field(default="relu", metadata=_help(
+        "activation: " + "|".join(ACTIVATIONS)))
+    latent_dim: int = field(default=8, metadata=_help("dimension of the latent z"))
+    likelihood: Literal["bernoulli", "gaussian"] = field(default="bernoulli", metadata=_help(
+        "p(x|z): bernoulli on logits (data in [0,1]) or gaussian (real-valued data)"))
+    variance: Literal["fixed", "shared", "diagonal"] = field(default="shared", metadata=_help(
+        "gaussian likelihood variance: fixed (=1), shared (one learned scalar), "
+        "diagonal (one learned value per dimension)"))
+    posterior: Literal["gaussian"] = field(default="gaussian", metadata=_help(
+        "q(z|x): a diagonal gaussian from the encoder"))
+    prior: Literal["normal"] = field(default="normal", metadata=_help("p(z): standard normal"))
+    # --- objective
+    kl_warmup: int = field(default=0, metadata=_help(
+        "epochs over which the KL weight rises linearly from 0 to 1 (0 = no warm-up)"))
+    # --- optimisation
+    epochs: int = field(default=100, metadata=_help("number of passes over the training data"))
+    batch_size: int = field(default=100, metadata=_help(
+        "global minibatch size (split across processes under torchrun)"))
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate"))
+    lr_schedule: Literal["constant", "cosine", "step", "iwae"] = field(
+        default="constant", metadata=_help(
+            "learning-rate schedule: constant, cosine (to 0 over the run), step (x0.1 at 50%% "
+            "and 75%% of the epochs), iwae (Burda et al. 2016: lr x 10^(-i/7) for 3^i epochs)"))
+    grad_clip: float = field(default=100.0, metadata=_help(
+        "clip the gradient norm to this value (0 disables)"))
+    seed: int = field(default=0, metadata=_help("random seed: the same seed gives the same run"))
+    # --- machine
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
+    threads: int = field(default=0, metadata=_help("torch intra-op threads (0 = torch's default)"))
+    bf16: bool = field(default=False, metadata=_help("bf16 autocast on GPU"))
+    compile: bool = field(default=False, metadata=_help("torch.compile the model's loss"))
+
+    # Fields that describe the model's architecture (all that is needed to rebuild it).
+    MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (
+        "net", "hidden", "channels", "activation", "latent_dim", "likelihood", "variance",
+        "posterior", "prior")
+
+    def validate(self) -> Config:
+        """Check every value; raise ConfigError naming the first bad one."""
+        positive_ints = ("latent_dim", "epochs", "batch_size")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value!r}")
+        for name in ("kl_warmup", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"--{_flag(name)} must be an integer >= 0, got {value!r}")
+        for name in ("hidden", "channels"):
+            sizes = getattr(self, name)
+            if any((not isinstance(s, int)) or s <= 0 for s in sizes):
+                raise ConfigError(f"--{_flag(name)} sizes must be positive integers, got {sizes!r}")
+        if self.net == "mlp" and not self.hidden:
+            raise ConfigError("--hidden needs at least one width for --net mlp")
+        if self.net == "conv" and not self.channels:
+            raise ConfigError("--channels needs at least one stage for --net conv")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr!r}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ConfigError(f"--grad-clip must be a finite number >= 0, got {self.grad_clip!r}")
+        if not (math.isfinite(self.val_fraction) and 0 <= self.val_fraction < 1):
+            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(_unknown("activation", self.activation, ACTIVATIONS))
+        for f in fields(self):
+            choices = _literal_choices(f.type)
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(_unknown(_flag(f.name), getattr(self, f.name), choices))
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return self
+
+    def model_dict(self) -> dict[str, Any]:
+        return {name: _jsonable(getattr(self, name)) for name in self.MODEL_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> Config:
+        """Build a config from a mapping, rejecting unknown keys and ill-typed values."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of option names to values")
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"{source}: " + _unknown("key", key, [_flag(k) for k in known]))
+            kwargs[name] = coerce(known[name], value, source=source)
+        return cls(**kwargs).validate()
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes).validate()
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _unknown(what: str, value: Any, choices: typing.Iterable[str]) -> str:
+    choices = list(choices)
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {value!r}{hint}; choose from: {', '.join(map(str, choices))}"
+
+
+def _literal_choices(tp: Any) -> tuple[Any, ...]:
+    tp = _resolve(tp)
+    return get_args(tp) if get_origin(tp) is Literal else ()
+
+
+def _resolve(tp: Any) -> Any:
+    if isinstance(tp, str):  # `from __future__ import annotations` leaves strings
+        return eval(tp, vars(typing), {"Literal": Literal})
+    return tp
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def coerce(f: dataclasses.Field[Any], value: Any, *, source: str = "config") -> Any:
+    """Convert a value from a file or the command line to the field's type, or raise ConfigError."""
+    tp = _resolve(f.type)
+    flag = f"--{_flag(f.name)}"
+    try:
+        if get_origin(tp) is Literal:
+            return str(value)
+        if tp is bool or tp == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if get_origin(tp) is tuple:
+            if isinstance(value, str):
+                parts = [p for p in value.replace(" ", "").split(",") if p]
+            elif isinstance(value, (list, tuple)):
+                parts = list(value)
+            else:
+                raise ValueError
+            out = []
+            for p in parts:
+                if isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()):
+                    raise ValueError
+                out.append(int(p))
+            return tuple(out)
+        if value is None:
+            return None
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {flag} got {value!r}, which is not a valid "
+                          f"{getattr(tp, '__name__', str(tp))}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file (safe loading only: no object construction)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text") from None
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config file {path} is not valid {path.suffix or 'YAML'}: "
+                          f"{str(e).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option names to values")
+    return values

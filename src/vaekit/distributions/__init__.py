@@ -1,0 +1,57 @@
+"""Distributions: decoder likelihoods, the reparameterized sample-and-log-prob primitive, KL."""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from vaekit.distributions.likelihoods import (
+    LIKELIHOODS,
+    BernoulliLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    bits_per_dim,
+)
+
+__all__ = [
+    "LIKELIHOODS",
+    "BernoulliLikelihood",
+    "GaussianLikelihood",
+    "Likelihood",
+    "analytic_kl",
+    "bits_per_dim",
+    "diagonal_normal",
+    "rsample_and_log_prob",
+]
+
+
+def diagonal_normal(loc: Tensor, log_var: Tensor) -> Independent:
+    """N(loc, diag(exp(log_var))) with the last dimension as the event."""
+    return Independent(Normal(loc, (0.5 * log_var).exp()), 1)
+
+
+def analytic_kl(q: Distribution, p: Distribution) -> Tensor | None:
+    """KL(q || p) from torch.distributions' registry, or None where no closed form is registered."""
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return None
+
+
+@singledispatch
+def rsample_and_log_prob(q: Distribution, noise: Tensor) -> tuple[Tensor, Tensor]:
+    """Reparameterized sample z = f(noise) from q, with log q(z); `noise` is standard normal of
+    shape (k, *q.batch_shape, latent_dim). Passing the noise in (rather than drawing it inside)
+    lets the trainer give every process of a distributed run its slice of one global draw."""
+    raise TypeError(f"no reparameterization registered for {type(q).__name__}")
+
+
+@rsample_and_log_prob.register
+def _(q: Independent, noise: Tensor) -> tuple[Tensor, Tensor]:
+    base = q.base_dist
+    if not isinstance(base, Normal):
+        raise TypeError(f"no reparameterization registered for Independent({type(base).__name__})")
+    z = base.loc + base.scale * noise  # (k, B, D)
+    return z, q.log_prob(z)

@@ -1,0 +1,26 @@
+"""The ELBO of a dataset, in chunks, with noise from a fixed generator so that numbers compare
+from epoch to epoch and from run to run."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vaekit.models import VAE
+from vaekit.objectives import elbo
+
+
+@torch.no_grad()
+def dataset_elbo(model: VAE, x: Tensor, batch_size: int = 1000, seed: int = 0,
+                 k: int = 1) -> dict[str, Tensor]:
+    """Per-example ELBO, reconstruction and KL (each (N,), nats) over a whole tensor."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    parts: dict[str, list[Tensor]] = {"elbo": [], "reconstruction": [], "kl": []}
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size].to(device, non_blocking=True)
+        noise = model.draw_noise(k, len(xb), generator=generator, device=device)
+        out = elbo(model.terms(xb, noise=noise))
+        for key in parts:
+            parts[key].append(out[key].float().cpu())
+    return {key: torch.cat(v) if v else torch.empty(0) for key, v in parts.items()}

@@ -1,0 +1,27 @@
+"""Models composed from a prior, a posterior, a decoder and a likelihood."""
+
+from __future__ import annotations
+
+from vaekit.config import Config
+from vaekit.distributions import LIKELIHOODS
+from vaekit.models.vae import VAE, LogWeightTerms
+from vaekit.nets import build_decoder, build_encoder
+from vaekit.posteriors import POSTERIORS
+from vaekit.priors import PRIORS
+
+__all__ = ["VAE", "LogWeightTerms", "build_model"]
+
+
+def build_model(config: Config, event_shape: tuple[int, ...]) -> VAE:
+    """Compose a VAE from the architecture fields of `config` for data of `event_shape`."""
+    event_shape = tuple(int(s) for s in event_shape)
+    body, features = build_encoder(config.net, event_shape, config.hidden, config.channels,
+                                   config.activation)
+    posterior = POSTERIORS[config.posterior](body, features, config.latent_dim)
+    decoder = build_decoder(config.net, event_shape, config.latent_dim, config.hidden,
+                            config.channels, config.activation)
+    likelihood = LIKELIHOODS[config.likelihood](event_shape, variance=config.variance)
+    prior = PRIORS[config.prior](config.latent_dim)
+    model = VAE(prior, posterior, decoder, likelihood, event_shape, config.latent_dim)
+    model.config = config
+    return model

@@ -1,0 +1,108 @@
+"""The VAE: a prior p(z), a posterior q(z|x), a decoder and a likelihood p(x|z), composed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vaekit.distributions import Likelihood, analytic_kl, rsample_and_log_prob
+
+
+@dataclass
+class LogWeightTerms:
+    """The pieces of log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), each of shape (k, B),
+    and the analytic KL(q(z|x) || p(z)) of shape (B,) where a closed form exists."""
+
+    log_px_z: Tensor
+    log_pz: Tensor
+    log_qz: Tensor
+    kl: Tensor | None
+
+    @property
+    def log_w(self) -> Tensor:
+        return self.log_px_z + self.log_pz - self.log_qz  # (k, B)
+
+
+class VAE(nn.Module):
+    """A variational autoencoder (Kingma & Welling 2014).
+
+    Example:
+        >>> model = build_model(Config(latent_dim=8), event_shape=(64,))
+        >>> q = model.encode(x)              # q(z|x), a torch Distribution
+        >>> px = model.decode(q.rsample())   # p(x|z), a torch Distribution
+        >>> model.elbo(x)["elbo"]            # (B,) nats per example
+    """
+
+    def __init__(self, prior: nn.Module, posterior: nn.Module, decoder: nn.Module,
+                 likelihood: Likelihood, event_shape: tuple[int, ...], latent_dim: int) -> None:
+        super().__init__()
+        self.prior = prior
+        self.posterior = posterior
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.event_shape = tuple(event_shape)
+        self.latent_dim = latent_dim
+        self.config: Any = None  # the vaekit.Config it was built from, if any
+
+    @property
+    def data_dim(self) -> int:
+        return math.prod(self.event_shape)
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z|x) for a batch x of shape (B, *event_shape)."""
+        return self.posterior(x)
+
+    def decode(self, z: Tensor) -> Distribution:
+        """p(x|z) for latents z of shape (*batch, latent_dim)."""
+        return self.likelihood(self.decoder(z))
+
+    def draw_noise(self, k: int, batch: int, generator: torch.Generator | None = None,
+                   device: torch.device | None = None) -> Tensor:
+        """Standard-normal noise of shape (k, batch, latent_dim) for the reparameterization."""
+        device = device or next(self.parameters()).device
+        return torch.randn(k, batch, self.latent_dim, generator=generator, device=device)
+
+    def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
+              q: Distribution | None = None) -> LogWeightTerms:
+        """The shared primitive of the ELBO, the IWAE bound and importance-sampled evaluation:
+        k reparameterized samples z_k ~ q(z|x) and their log-densities, each (k, B).
+        `q` may be passed to reuse one encoder pass across several chunks of samples."""
+        q = self.encode(x) if q is None else q
+        if noise is None:
+            noise = self.draw_noise(k, x.shape[0], device=x.device)
+        z, log_qz = rsample_and_log_prob(q, noise)  # (k, B, L), (k, B)
+        p_z = self.prior()
+        log_px_z = self.decode(z).log_prob(x)  # x broadcasts over k
+        return LogWeightTerms(log_px_z, p_z.log_prob(z), log_qz, analytic_kl(q, p_z))
+
+    def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
+        """log p(x, z_k) - log q(z_k|x), shape (k, B)."""
+        return self.terms(x, k).log_w
+
+    def elbo(self, x: Tensor, k: int = 1) -> dict[str, Tensor]:
+        """Per-example ELBO, reconstruction E_q[log p(x|z)] and KL(q||p), in nats, each (B,)."""
+        from vaekit.objectives import elbo
+
+        return elbo(self.terms(x, k))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               mean: bool = True) -> Tensor:
+        """n draws x ~ p(x|z), z ~ p(z): the likelihood's mean (default) or a sample of it."""
+        device = next(self.parameters()).device
+        eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        z, _ = rsample_and_log_prob(self.prior(), eps)
+        params = self.decoder(z)
+        if mean:
+            return self.likelihood.mean(params)
+        return self.likelihood(params).sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The mean of p(x|z) at z = the posterior mean of q(z|x)."""
+        return self.likelihood.mean(self.decoder(self.encode(x).mean))

@@ -1,0 +1,136 @@
+"""Parameter-only building blocks: encoder bodies x -> features and decoders z -> likelihood
+parameters, for MLP, convolutional and purely linear networks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from vaekit.errors import ConfigError
+
+ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
+    "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid,
+}
+
+
+def mlp(sizes: list[int], activation: str, *, final_activation: bool) -> nn.Sequential:
+    """Dense layers sizes[0] -> ... -> sizes[-1] with `activation` between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(a, b))
+        if final_activation or i < len(sizes) - 2:
+            layers.append(ACTIVATION_LAYERS[activation]())
+    return nn.Sequential(*layers)
+
+
+class Unflatten(nn.Module):
+    """(*batch, prod(shape)) -> (*batch, *shape), for any number of batch dimensions."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(*x.shape[:-1], *self.shape)
+
+
+class FlattenEvent(nn.Module):
+    """(*batch, *event_shape) -> (*batch, prod(event_shape))."""
+
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.event_ndim = len(event_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(-self.event_ndim) if self.event_ndim > 1 else x
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 4x4 convolutions (each halves H and W), then a dense layer: images (C, H, W)."""
+
+    def __init__(self, event_shape: tuple[int, ...], channels: tuple[int, ...], hidden: int,
+                 activation: str) -> None:
+        super().__init__()
+        c, h, w = event_shape
+        layers: list[nn.Module] = []
+        for out in channels:
+            layers += [nn.Conv2d(c, out, 4, stride=2, padding=1), ACTIVATION_LAYERS[activation]()]
+            c, h, w = out, h // 2, w // 2
+        self.conv = nn.Sequential(*layers)
+        self.dense = nn.Sequential(nn.Linear(c * h * w, hidden), ACTIVATION_LAYERS[activation]())
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch = x.shape[:-3]
+        h = self.conv(x.reshape(-1, *x.shape[-3:])).flatten(1)  # (B, C*H*W)
+        return self.dense(h).reshape(*batch, -1)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of ConvEncoder: dense layer to a (C, H/2^s, W/2^s) map, then transposed convs."""
+
+    def __init__(self, event_shape: tuple[int, ...], channels: tuple[int, ...], hidden: int,
+                 latent_dim: int, activation: str) -> None:
+        super().__init__()
+        c_out, h, w = event_shape
+        s = 2 ** len(channels)
+        self.start = (channels[-1], h // s, w // s)
+        self.dense = mlp([latent_dim, hidden, math.prod(self.start)], activation,
+                         final_activation=True)
+        layers: list[nn.Module] = []
+        chans = [*list(channels[::-1]), c_out]
+        for i, (a, b) in enumerate(itertools.pairwise(chans)):
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+            if i < len(chans) - 2:
+                layers.append(ACTIVATION_LAYERS[activation]())
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        batch = z.shape[:-1]
+        h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
+        out = self.deconv(h)
+        return out.reshape(*batch, *out.shape[1:])
+
+
+def build_encoder(net: str, event_shape: tuple[int, ...], hidden: tuple[int, ...],
+                  channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
+    """An encoder body mapping x of shape (*batch, *event_shape) to features (*batch, F)."""
+    dim = math.prod(event_shape)
+    if net == "linear":
+        return FlattenEvent(event_shape), dim
+    if net == "mlp":
+        body = mlp([dim, *hidden], activation, final_activation=True)
+        return nn.Sequential(FlattenEvent(event_shape), body), hidden[-1]
+    if net == "conv":
+        _check_conv_shape(event_shape, channels)
+        width = hidden[-1] if hidden else 256
+        return ConvEncoder(event_shape, channels, width, activation), width
+    raise ConfigError(f"unknown --net {net!r}; choose from: mlp, conv, linear")
+
+
+def build_decoder(net: str, event_shape: tuple[int, ...], latent_dim: int,
+                  hidden: tuple[int, ...], channels: tuple[int, ...], activation: str) -> nn.Module:
+    """A decoder mapping z of shape (*batch, latent_dim) to likelihood parameters
+    (*batch, *event_shape)."""
+    dim = math.prod(event_shape)
+    if net == "linear":
+        return nn.Sequential(nn.Linear(latent_dim, dim), Unflatten(event_shape))
+    if net == "mlp":
+        return nn.Sequential(mlp([latent_dim, *hidden[::-1], dim], activation,
+                                 final_activation=False), Unflatten(event_shape))
+    if net == "conv":
+        _check_conv_shape(event_shape, channels)
+        width = hidden[-1] if hidden else 256
+        return ConvDecoder(event_shape, channels, width, latent_dim, activation)
+    raise ConfigError(f"unknown --net {net!r}; choose from: mlp, conv, linear")
+
+
+def _check_conv_shape(event_shape: tuple[int, ...], channels: tuple[int, ...]) -> None:
+    s = 2 ** len(channels)
+    if len(event_shape) != 3 or event_shape[1] % s or event_shape[2] % s:
+        raise ConfigError(
+            f"--net conv needs images of shape (C, H, W) with H and W divisible by {s} "
+            f"({len(channels)} stride-2 stages); the data has shape {tuple(event_shape)}")

@@ -1,0 +1,117 @@
+"""Pictures of a run: image grids (no torchvision needed), learning curves, latent plots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaekit.io import atomic_write_bytes
+
+
+def image_grid(images: Tensor, nrow: int = 8, pad: int = 1) -> np.ndarray:
+    """Tile images (N, C, H, W) with values in [0, 1] into one (H', W', C) uint8 array."""
+    n, c, h, w = images.shape
+    ncol = nrow
+    rows = math.ceil(n / ncol)
+    grid = torch.ones(c, rows * (h + pad) + pad, ncol * (w + pad) + pad)
+    for i, img in enumerate(images.detach().float().cpu().clamp(0, 1)):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top:top + h, left:left + w] = img
+    out = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return np.repeat(out, 3, axis=2) if c == 1 else out
+
+
+def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    """Save an (H, W, 3) uint8 array as PNG, enlarged `scale` times (nearest neighbour)."""
+    import io
+
+    if scale > 1:
+        array = array.repeat(scale, axis=0).repeat(scale, axis=1)
+    buf = io.BytesIO()
+    plt.imsave(buf, array, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _save_figure(fig: Any, path: str | Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def display_scale(h: int) -> int:
+    """Small images are enlarged so a grid is readable: 8x8 digits x6, 28x28 x2."""
+    return max(1, 64 // h)
+
+
+def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> None:
+    save_png(image_grid(images, nrow=nrow), path, scale=display_scale(images.shape[-2]))
+
+
+def save_reconstructions(x: Tensor, recon: Tensor, path: str | Path) -> None:
+    """Pairs of rows: inputs above their reconstructions."""
+    n = min(len(x), 32)
+    rows = []
+    for start in range(0, n, 8):
+        rows += [x[start:start + 8], recon[start:start + 8]]
+    save_grid(torch.cat(rows), path, nrow=8)
+
+
+def save_curves(history: list[dict[str, Any]], path: str | Path) -> None:
+    """ELBO, reconstruction and KL per epoch, train and validation."""
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, title in zip(axes, ("elbo", "reconstruction", "kl"),
+                              ("ELBO (nats)", "E_q log p(x|z) (nats)", "KL(q || p) (nats)")):
+        for split, style in (("train", "-"), ("val", "--")):
+            values = [row.get(f"{split}_{key}") for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [np.nan if v is None else v for v in values], style, label=split)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save_figure(fig, path)
+
+
+def save_latent_plots(model: Any, x: Tensor, path: str | Path, image_shape: tuple[int, ...] | None,
+                      labels: Tensor | None = None) -> None:
+    """For a 2-D latent space: posterior means of `x` scattered, and (for images) the decoder's
+    means on a grid of prior quantiles (the 'manifold' of Kingma & Welling 2014, fig. 4)."""
+    from torch.distributions import Normal
+
+    with torch.no_grad():
+        mu = model.encode(x).mean.cpu().numpy()
+    panels = 2 if image_shape is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 5.5), squeeze=False)
+    ax = axes[0, 0]
+    if labels is None:
+        ax.scatter(mu[:, 0], mu[:, 1], s=4, alpha=0.5)
+    else:
+        ax.scatter(mu[:, 0], mu[:, 1], s=4, alpha=0.5, c=labels.numpy(), cmap="tab10")
+    ax.set_title("posterior means E_q[z|x]")
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    if image_shape is not None:
+        steps = 15
+        q = Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, steps))
+        zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            imgs = model.likelihood.mean(model.decoder(zz.to(device))).cpu()
+        axes[0, 1].imshow(image_grid(imgs.reshape(-1, *image_shape), nrow=steps))
+        axes[0, 1].set_title("decoder means over the prior's quantiles")
+        axes[0, 1].axis("off")
+    _save_figure(fig, path)

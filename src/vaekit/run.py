@@ -1,0 +1,110 @@
+"""The run directory: a self-contained record of one training run.
+
+    config.json             the full config, the data's event shape and the format version
+    model.safetensors       the best weights (by validation ELBO)
+    checkpoint.safetensors  everything to resume: weights, optimiser, RNG states, data order
+    metrics.jsonl           one JSON object per epoch
+    samples.png, reconstructions.png, curves.png, latent.png (2-D latents)
+
+Every file is written atomically (see `vaekit.io`); loading never unpickles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit._version import RUN_FORMAT_VERSION, __version__
+from vaekit.config import Config
+from vaekit.errors import ConfigError, RunDirError
+from vaekit.io import atomic_write_json, load_tensors, read_json, save_tensors
+from vaekit.models import VAE, build_model
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class RunInfo:
+    """What config.json records about a run besides the weights."""
+
+    config: Config
+    event_shape: tuple[int, ...]
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": RUN_FORMAT_VERSION, "vaekit_version": __version__,
+                "config": self.config.to_dict(), "event_shape": list(self.event_shape),
+                "data": self.data}
+
+
+def write_run_info(run_dir: Path, info: RunInfo) -> None:
+    atomic_write_json(run_dir / CONFIG_FILE, info.to_dict())
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """Read and validate config.json of a run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    raw = read_json(run_dir / CONFIG_FILE)
+    if not isinstance(raw, dict) or "format_version" not in raw:
+        raise RunDirError(f"{run_dir / CONFIG_FILE} is not a vaekit run config")
+    if raw["format_version"] != RUN_FORMAT_VERSION:
+        raise RunDirError(f"{run_dir} was written by vaekit {raw.get('vaekit_version', '?')} "
+                          f"(run format {raw['format_version']!r}); this vaekit {__version__} "
+                          f"reads format {RUN_FORMAT_VERSION} only")
+    try:
+        config = Config.from_dict(raw.get("config", {}), source=str(run_dir / CONFIG_FILE))
+        shape = tuple(int(s) for s in raw["event_shape"])
+        if not shape or any(s <= 0 for s in shape):
+            raise ValueError
+    except ConfigError as e:
+        raise RunDirError(str(e)) from None
+    except (KeyError, TypeError, ValueError):
+        raise RunDirError(f"{run_dir / CONFIG_FILE} has no valid event_shape") from None
+    data: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
+    return RunInfo(config, shape, data)
+
+
+def save_weights(model: VAE, path: Path, extra: dict[str, torch.Tensor] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    save_tensors(path, {**tensors, **(extra or {})}, metadata)
+
+
+def load_weights(model: VAE, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    if missing or unexpected:
+        raise RunDirError(f"{source} does not match the model in config.json "
+                          f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    for k, v in state.items():
+        if v.shape != expected[k].shape or v.dtype != expected[k].dtype:
+            raise RunDirError(f"{source}: tensor {k} has shape {tuple(v.shape)} {v.dtype}, the "
+                              f"model needs {tuple(expected[k].shape)} {expected[k].dtype}")
+        if not torch.isfinite(v).all():
+            raise RunDirError(f"{source}: tensor {k} holds NaN or infinite values")
+    model.load_state_dict(state)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
+             weights: str = MODEL_FILE) -> tuple[VAE, RunInfo]:
+    """Rebuild the model of a run directory from its config and load its best weights."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    model = build_model(info.config, info.event_shape)
+    tensors, _ = load_tensors(run_dir / weights)
+    load_weights(model, tensors, run_dir / weights)
+    return model.to(device).eval(), info
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu") -> VAE:
+    """Load the trained model of a run directory (weights from model.safetensors)."""
+    return load_run(run_dir, device)[0]

@@ -1,0 +1,477 @@
+"""The one training loop: Adam on the ELBO over in-memory tensors sliced by a shuffled index.
+
+Every random draw of a step (the data order, dynamic binarization, the reparameterization noise)
+comes from two generators that the checkpoint saves, and is drawn for the *global* batch, of
+which each torchrun process takes its slice. So a run is a function of its seed alone: the same
+on resume, and the same on 1 or N processes (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from vaekit.config import Config
+from vaekit.data import Dataset, binarize, binarize_fixed
+from vaekit.errors import ConfigError, DataError, VaekitError
+from vaekit.evaluate.elbo import dataset_elbo
+from vaekit.io import atomic_write_text, load_tensors
+from vaekit.models import VAE, build_model
+from vaekit.objectives import elbo
+from vaekit.run import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RunInfo,
+    load_weights,
+    read_run_info,
+    save_weights,
+    write_run_info,
+)
+from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from vaekit.train.state import optimizer_from_tensors, optimizer_to_tensors
+
+#: Consecutive non-finite steps before rolling back to the last good epoch at half the rate.
+MAX_CONSECUTIVE_SKIPS = 10
+MAX_ROLLBACKS = 3
+#: Fields that may change when a run is resumed; the rest define the run.
+RESUMABLE_OVERRIDES = ("epochs", "device", "threads", "compile", "bf16")
+
+
+class TrainingInterrupted(VaekitError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
+
+
+class TrainingDiverged(VaekitError):
+    """The loss stayed NaN/Inf through every rollback."""
+
+
+@dataclass
+class TrainState:
+    """Progress that the checkpoint carries besides tensors."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # steps done in the current (incomplete) epoch
+    global_step: int = 0
+    best_val: float = -math.inf
+    best_epoch: int = -1
+    skipped: int = 0
+    rollbacks: int = 0
+    lr_scale: float = 1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def resolve_binarize(config: Config, data: Dataset) -> str:
+    if config.binarize == "auto":
+        return "dynamic" if config.likelihood == "bernoulli" and data.images else "none"
+    return config.binarize
+
+
+def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
+    """Refuse data the likelihood is not defined on, before any step is taken."""
+    needs_unit = config.likelihood == "bernoulli" or binarize_mode != "none"
+    if not needs_unit:
+        return
+    for split in ("train", "val", "test"):
+        x = data.split(split)
+        if len(x) and (x.min() < 0 or x.max() > 1):
+            why = "a Bernoulli likelihood" if config.likelihood == "bernoulli" else "binarization"
+            raise DataError(
+                f"{data.name} ({split}): values span [{x.min():.4g}, {x.max():.4g}] but {why} "
+                "needs data in [0, 1]; rescale it, or use --likelihood gaussian")
+
+
+def lr_at(config: Config, progress: float) -> float:
+    """Learning rate at `progress` in [0, 1] of the run."""
+    if config.lr_schedule == "cosine":
+        return 0.5 * config.lr * (1 + math.cos(math.pi * progress))
+    if config.lr_schedule == "step":
+        return config.lr * 0.1 ** sum(progress >= m for m in (0.5, 0.75))
+    if config.lr_schedule == "iwae":  # stage i lasts 3^i epochs, whatever the run's length
+        epoch, stage, end = progress * config.epochs, 0, 1
+        while epoch >= end:
+            stage += 1
+            end += 3**stage
+        return config.lr * 10 ** (-stage / 7)
+    return config.lr
+
+
+class LossModule(nn.Module):
+    """Wraps the model's objective as a `forward`, the call DDP and torch.compile act on."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, noise: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+        out = elbo(self.model.terms(x, noise=noise), beta=beta)
+        loss = -out["objective"].mean()
+        stats = torch.stack([out["elbo"].sum(), out["reconstruction"].sum(), out["kl"].sum()])
+        return loss, stats.detach()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[dict[str, int]]:
+    """Turn SIGINT/SIGTERM into a flag the loop checks after each step."""
+    flag = {"signal": 0}
+    previous: dict[signal.Signals, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        flag["signal"] = int(signum)
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield flag
+    finally:
+        for signum, h in previous.items():
+            signal.signal(signum, h)
+
+
+class Trainer:
+    """Trains `config` on `data`, writing the run directory `run_dir` (rank 0 only)."""
+
+    def __init__(self, config: Config, data: Dataset, run_dir: Path | None = None,
+                 progress: bool = True) -> None:
+        self.config = config.validate()
+        self.data = data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if config.batch_size % self.dist.world_size:
+            raise ConfigError(f"--batch-size {config.batch_size} must be divisible by the "
+                              f"number of processes ({self.dist.world_size})")
+        self.binarize = resolve_binarize(config, data)
+        check_data_fits(config, data, self.binarize)
+
+        torch.manual_seed(config.seed)
+        self.model = build_model(config, data.event_shape).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.state = TrainState()
+        self.perm_generator = torch.Generator().manual_seed(config.seed)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.epoch_perm: Tensor | None = None
+        self.epoch_stats = torch.zeros(4, dtype=torch.float64, device=self.device)
+
+        self.train_x = data.train.to(self.device)
+        world = self.dist.world_size
+        self.batch = min(config.batch_size, len(self.train_x) // world * world)
+        if self.batch == 0:
+            raise DataError(f"{data.name}: {len(self.train_x)} training examples cannot feed "
+                            f"{world} processes")
+        if self.binarize == "static":
+            self.train_x = binarize(self.train_x, torch.Generator(self.device).manual_seed(
+                config.seed + 2))
+        binarize_eval = self.binarize != "none"
+        self.val_x = binarize_fixed(data.val) if binarize_eval else data.val
+        self.best_weights: dict[str, Tensor] | None = None
+        self.last_good: dict[str, Any] | None = None
+
+        loss_module = LossModule(self.model)
+        self.loss_module: nn.Module = loss_module
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.loss_module = DDP(loss_module, device_ids=ids)
+        self.loss_fn = torch.compile(self.loss_module) if config.compile else self.loss_module
+
+    # ------------------------------------------------------------------ run directory
+
+    def run_info(self) -> RunInfo:
+        d = self.data
+        return RunInfo(self.config, d.event_shape, {
+            "name": d.name, "images": d.images, "bin_width": d.bin_width,
+            "binarize": self.binarize, "val_fraction": self.config.val_fraction,
+            "train_size": len(d.train)})
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        s = self.state
+        optim_tensors, optim_meta = optimizer_to_tensors(self.optimizer)
+        extra = {**optim_tensors,
+                 "rng.torch": torch.get_rng_state(),
+                 "rng.perm": self.perm_generator.get_state(),
+                 "rng.noise": self.noise_generator.get_state(),
+                 "epoch.stats": self.epoch_stats.cpu()}
+        if self.epoch_perm is not None and s.step_in_epoch:
+            extra["epoch.perm"] = self.epoch_perm
+        state = {k: v for k, v in s.__dict__.items() if k != "history"}  # history: metrics.jsonl
+        meta = {"state": state, "optim": optim_meta, "world_size": self.dist.world_size}
+        save_weights(self.model, self.run_dir / CHECKPOINT_FILE, extra, meta)
+
+    def restore_checkpoint(self) -> None:
+        assert self.run_dir is not None
+        path = self.run_dir / CHECKPOINT_FILE
+        tensors, meta = load_tensors(path)
+        if not meta or "state" not in meta:
+            raise VaekitError(f"{path} has no trainer state; it cannot be resumed")
+        load_weights(self.model, tensors, path)
+        optimizer_from_tensors(self.optimizer, tensors, meta["optim"])
+        self.state = TrainState(**meta["state"])
+        self.state.history = self._read_history()
+        self._rewrite_metrics()
+        torch.set_rng_state(tensors["rng.torch"])
+        self.perm_generator.set_state(tensors["rng.perm"])
+        self.noise_generator.set_state(tensors["rng.noise"].to(
+            self.noise_generator.get_state().device))
+        self.epoch_stats = tensors["epoch.stats"].to(self.device)
+        self.epoch_perm = tensors.get("epoch.perm")
+        if (self.run_dir / MODEL_FILE).exists() and self.state.best_epoch >= 0:
+            best, _ = load_tensors(self.run_dir / MODEL_FILE)
+            self.best_weights = {k[len("model."):]: v for k, v in best.items()}
+        self.last_good = self._snapshot()
+
+    def _read_history(self) -> list[dict[str, Any]]:
+        """The metrics of the epochs the checkpoint covers (later lines, from epochs that ran
+        after the checkpoint was written, are dropped: the resumed run writes them again)."""
+        assert self.run_dir is not None
+        path = self.run_dir / METRICS_FILE
+        rows: list[dict[str, Any]] = []
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            text = ""  # missing or not text: the history restarts from the checkpoint
+        if text:
+            for line in text.splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut short by a kill
+                if isinstance(row, dict) and row.get("epoch", 0) <= self.state.epoch:
+                    rows.append(row)
+        return rows
+
+    def _rewrite_metrics(self) -> None:
+        if self.run_dir is not None and self.dist.is_main:
+            text = "".join(json.dumps(row) + "\n" for row in self.state.history)
+            atomic_write_text(self.run_dir / METRICS_FILE, text)
+
+    def _append_metrics(self, row: dict[str, Any]) -> None:
+        """One line per epoch, appended and fsynced; written before the epoch's checkpoint, so a
+        kill in between leaves a line that the resume drops and writes again."""
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    # ------------------------------------------------------------------ training
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"model": copy.deepcopy(self.model.state_dict()),
+                "optim": copy.deepcopy(self.optimizer.state_dict())}
+
+    def _rollback(self, reason: str) -> None:
+        s = self.state
+        s.rollbacks += 1
+        if s.rollbacks > MAX_ROLLBACKS or self.last_good is None:
+            raise TrainingDiverged(
+                f"training diverged: {reason} for {MAX_CONSECUTIVE_SKIPS} steps in a row, even "
+                f"after {MAX_ROLLBACKS} rollbacks at lower learning rates (now "
+                f"{self.config.lr * s.lr_scale:.3g}). Likely causes: a learning rate too high "
+                "(try --lr 1e-4), a Gaussian likelihood whose variance collapsed (try "
+                "--variance fixed), or extreme input values (standardise the data)")
+        self.model.load_state_dict(self.last_good["model"])
+        self.optimizer.load_state_dict(self.last_good["optim"])
+        s.lr_scale *= 0.5
+        self._log(f"warning: {reason} for {MAX_CONSECUTIVE_SKIPS} steps in a row; rolled back to "
+                  f"the end of epoch {s.epoch} with the learning rate halved "
+                  f"(x{s.lr_scale:g})")
+
+    def _log(self, message: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(message, file=sys.stderr)
+
+    def steps_per_epoch(self) -> int:
+        """Full global batches per epoch; the remainder of a shuffled epoch is left out."""
+        return len(self.train_x) // self.batch
+
+    def _beta(self, epoch_progress: float) -> float:
+        w = self.config.kl_warmup
+        return 1.0 if w == 0 else min(1.0, epoch_progress / w)
+
+    def train_epoch(self, stop: dict[str, int]) -> bool:
+        """One pass over the training data (from a mid-epoch position after a resume).
+        Returns False if a signal stopped it."""
+        cfg, s = self.config, self.state
+        n, rank = len(self.train_x), self.dist.rank
+        batch, steps = self.batch, self.steps_per_epoch()
+        local = batch // self.dist.world_size
+        if s.step_in_epoch == 0 or self.epoch_perm is None:
+            self.epoch_perm = torch.randperm(n, generator=self.perm_generator)
+            self.epoch_stats.zero_()
+        perm = self.epoch_perm.to(self.device)
+        consecutive_skips = 0
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                    if cfg.bf16 and self.device.type == "cuda" else nullcontext())
+        bar = tqdm(range(s.step_in_epoch, steps), desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+                   leave=False, disable=not (self.progress and self.dist.is_main),
+                   dynamic_ncols=True, file=sys.stderr)
+        self.model.train()
+        for step in bar:
+            progress = (s.epoch + step / steps) / cfg.epochs
+            lr = lr_at(cfg, progress) * s.lr_scale
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            idx = perm[step * batch:(step + 1) * batch]  # the global batch
+            x = self.train_x[idx]
+            if self.binarize == "dynamic":
+                u = torch.rand(x.shape, generator=self.noise_generator, device=self.device)
+                x = (u < x).to(x.dtype)
+            noise = self.model.draw_noise(1, batch, self.noise_generator, self.device)
+            mine = slice(rank * local, (rank + 1) * local)  # this process's shard
+            beta = torch.tensor(self._beta(s.epoch + step / steps), device=self.device)
+            with autocast:
+                loss, stats = self.loss_fn(x[mine], noise[:, mine], beta)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            if torch.isfinite(grad_norm) and torch.isfinite(loss):
+                self.optimizer.step()
+                consecutive_skips = 0
+                self.epoch_stats[:3] += stats.double()
+                self.epoch_stats[3] += local
+            else:
+                s.skipped += 1
+                consecutive_skips += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                if s.skipped == 1:
+                    self._log(f"warning: non-finite loss or gradient at step {s.global_step}; "
+                              "update skipped (skips are counted in metrics.jsonl)")
+                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                    self._rollback("the loss or gradient was NaN/Inf")
+                    consecutive_skips = 0
+            s.global_step += 1
+            s.step_in_epoch = step + 1
+            if self.dist.is_main and step % 25 == 0 and self.epoch_stats[3] > 0:
+                bar.set_postfix(elbo=f"{(self.epoch_stats[0] / self.epoch_stats[3]).item():.2f}")
+            if self._should_stop(stop):
+                bar.close()
+                return False
+        bar.close()
+        return True
+
+    def _should_stop(self, stop: dict[str, int]) -> bool:
+        flag = torch.tensor([float(stop["signal"] != 0)])
+        if self.dist.enabled:  # every process stops at the same step
+            flag = all_reduce_sum(flag.to(self.device), self.dist).cpu()
+        return bool(flag.item() > 0)
+
+    def validate(self) -> dict[str, float]:
+        if len(self.val_x) == 0:
+            return {}
+        self.model.eval()
+        out = dataset_elbo(self.model, self.val_x, seed=0)
+        self.model.train()
+        return {f"val_{k}": float(v.mean()) for k, v in out.items()}
+
+    def fit(self, resume: bool = False) -> VAE:
+        cfg = self.config
+        if self.run_dir is not None and self.dist.is_main:
+            if resume:
+                self.restore_checkpoint()
+            else:
+                write_run_info(self.run_dir, self.run_info())
+                self._rewrite_metrics()
+        elif resume and self.run_dir is not None:
+            self.restore_checkpoint()  # every rank restores the same state
+        barrier(self.dist)
+        if self.last_good is None:
+            self.last_good = self._snapshot()
+        with _stop_on_signals() as stop:
+            while self.state.epoch < cfg.epochs:
+                start = time.perf_counter()
+                finished = self.train_epoch(stop)
+                if not finished:
+                    self.save_checkpoint()
+                    barrier(self.dist)
+                    where = (f"epoch {self.state.epoch + 1}, step {self.state.step_in_epoch}")
+                    hint = (f"; resume with: vaekit train --resume {self.run_dir}"
+                            if self.run_dir else "")
+                    raise TrainingInterrupted(f"training stopped by signal {stop['signal']} "
+                                              f"at {where}; a checkpoint was written{hint}")
+                self._end_epoch(time.perf_counter() - start)
+        barrier(self.dist)
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        self.model.eval()
+        return self.model
+
+    def _end_epoch(self, seconds: float) -> None:
+        s, cfg = self.state, self.config
+        totals = all_reduce_sum(self.epoch_stats.clone(), self.dist).cpu()
+        count = max(float(totals[3]), 1.0)
+        row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
+                               "train_elbo": float(totals[0]) / count,
+                               "train_reconstruction": float(totals[1]) / count,
+                               "train_kl": float(totals[2]) / count}
+        row.update(self.validate())
+        row.update({"lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": s.skipped,
+                    "seconds": round(seconds, 3)})
+        s.epoch += 1
+        s.step_in_epoch = 0
+        self.epoch_perm = None
+        score = row.get("val_elbo", row["train_elbo"])
+        improved = math.isfinite(score) and score > s.best_val
+        if improved:
+            s.best_val, s.best_epoch = score, s.epoch
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+            if self.run_dir is not None and self.dist.is_main:
+                save_weights(self.model, self.run_dir / MODEL_FILE,
+                             metadata={"epoch": s.epoch, "val_elbo": score})
+        row["best_epoch"] = s.best_epoch
+        s.history.append(row)
+        self.last_good = self._snapshot()
+        self._append_metrics(row)
+        self.save_checkpoint()
+        if self.dist.is_main and self.progress:
+            val = f"  val ELBO {row['val_elbo']:.3f}" if "val_elbo" in row else ""
+            tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train ELBO {row['train_elbo']:.3f}"
+                       f"{val}  ({seconds:.1f}s)", file=sys.stderr)
+
+
+def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> Config:
+    """The config of a run to resume, with only the allowed fields overridden."""
+    info = read_run_info(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise VaekitError(f"{run_dir} has no {CHECKPOINT_FILE} to resume from")
+    bad = sorted(k for k, v in overrides.items()
+                 if k not in RESUMABLE_OVERRIDES and getattr(info.config, k) != v)
+    if bad:
+        raise ConfigError(f"cannot change {', '.join('--' + b.replace('_', '-') for b in bad)} "
+                          f"when resuming; only {', '.join(RESUMABLE_OVERRIDES)} may change")
+    return info.config.replace(**{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})

@@ -1,0 +1,69 @@
+"""Distributions: the reparameterization, the KL and the likelihoods."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+from vaekit.distributions import (
+    BernoulliLikelihood,
+    GaussianLikelihood,
+    analytic_kl,
+    bits_per_dim,
+    diagonal_normal,
+    rsample_and_log_prob,
+)
+
+
+def test_reparameterized_sample_has_the_posteriors_moments_and_passes_gradients() -> None:
+    loc = torch.tensor([1.5, -2.0], requires_grad=True)
+    log_var = torch.tensor([0.0, math.log(0.25)], requires_grad=True)
+    q = diagonal_normal(loc, log_var)
+    z, log_q = rsample_and_log_prob(q, torch.randn(200_000, 2))
+    assert torch.allclose(z.mean(0), torch.tensor([1.5, -2.0]), atol=0.01)
+    assert torch.allclose(z.var(0), torch.tensor([1.0, 0.25]), atol=0.01)
+    assert torch.allclose(log_q, q.log_prob(z))
+    z.sum().backward()
+    assert loc.grad is not None and log_var.grad is not None
+    assert torch.all(loc.grad != 0) and torch.all(log_var.grad != 0)
+
+
+def test_analytic_kl_matches_monte_carlo() -> None:
+    q = diagonal_normal(torch.tensor([[0.3, -1.0, 2.0]]), torch.tensor([[-1.0, 0.5, 0.0]]))
+    p = Independent(Normal(torch.zeros(3), torch.ones(3)), 1)
+    kl = analytic_kl(q, p)
+    assert kl is not None
+    z = q.sample((400_000,))
+    mc = (q.log_prob(z) - p.log_prob(z)).mean(0)
+    assert torch.allclose(kl, mc, atol=0.02)
+
+
+def test_bernoulli_log_prob_is_the_summed_cross_entropy() -> None:
+    lik = BernoulliLikelihood((1, 2, 2))
+    logits = torch.randn(3, 1, 2, 2)
+    x = (torch.rand(3, 1, 2, 2) < 0.5).float()
+    expected = -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, x, reduction="none").sum((1, 2, 3))
+    assert torch.allclose(lik(logits).log_prob(x), expected)
+
+
+@pytest.mark.parametrize("variance", ["fixed", "shared", "diagonal"])
+def test_gaussian_likelihood_is_normalised_in_one_dimension(variance: str) -> None:
+    lik = GaussianLikelihood((1,), variance=variance)
+    with torch.no_grad():
+        if variance != "fixed":
+            lik.log_var.fill_(math.log(0.3))
+    grid = torch.linspace(-12, 12, 20001)[:, None]
+    density = lik(torch.full((20001, 1), 0.7)).log_prob(grid).exp()
+    assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
+    n_params = sum(p.numel() for p in lik.parameters())
+    assert n_params == {"fixed": 0, "shared": 1, "diagonal": 1}[variance]
+
+
+def test_bits_per_dim() -> None:
+    assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
+    # A density of 1 on [0, 1]^D is 8 bits/dim once 8-bit bins are accounted for.
+    assert bits_per_dim(0.0, 10, bin_width=1 / 256) == pytest.approx(8.0)

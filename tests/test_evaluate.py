@@ -1,0 +1,123 @@
+"""Evaluation with known answers: linear Gaussian VAEs against the exact marginal, pPCA and
+factor analysis; the importance-weighted estimate and its bound; the diagnostics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import FactorAnalysis
+
+import vaekit
+from tests.conftest import run_cli
+from vaekit import Config
+from vaekit.evaluate import (
+    active_units,
+    amortization_gap,
+    exact_log_likelihood,
+    kl_per_dimension,
+    log_likelihood,
+    ppca_log_likelihood,
+)
+
+#: The pPCA command of the README: 1,000 epochs of 10 steps, cosine learning rate.
+PPCA_FLAGS = ["--net", "linear", "--likelihood", "gaussian", "--variance", "shared",
+              "--latent-dim", "3", "--val-fraction", "0", "--epochs", "1000", "--batch-size",
+              "400", "--lr", "0.01", "--lr-schedule", "cosine", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ppca_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(12, 3)) * np.linspace(2.0, 0.5, 3)
+    x = (rng.normal(size=(4000, 3)) @ w.T + rng.normal(size=12)
+         + 0.5 * rng.normal(size=(4000, 12))).astype(np.float32)
+    folder = tmp_path_factory.mktemp("ppca")
+    np.savez(folder / "x.npz", train=x)
+    r = run_cli("train", "--data", str(folder / "x.npz"), "--out", str(folder / "run"),
+                *PPCA_FLAGS)
+    assert r.returncode == 0, r.stderr
+    return folder / "run", x
+
+
+def test_ppca_vae_reaches_the_closed_form_maximum_likelihood(ppca_run) -> None:
+    run, x = ppca_run
+    r = run_cli("evaluate", str(run), "--split", "train", "--k", "1000", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    optimum = ppca_log_likelihood(torch.from_numpy(x), 3)
+    from sklearn.decomposition import PCA
+
+    assert PCA(3).fit(x).score(x) == pytest.approx(optimum, abs=1e-3)
+    assert report["elbo"] == pytest.approx(optimum, abs=0.05)
+    assert report["log_likelihood"] == pytest.approx(optimum, abs=0.05)
+
+
+def test_importance_weighted_estimate_agrees_with_the_exact_marginal(ppca_run) -> None:
+    run, x = ppca_run
+    model = vaekit.load(run)
+    data = torch.from_numpy(x[:500])
+    exact = exact_log_likelihood(model, data)
+    estimate = log_likelihood(model, data, k=500, chunk_rows=2000)
+    assert abs(estimate.mean - float(exact.mean())) < 3 * estimate.stderr
+    assert torch.allclose(estimate.per_example, exact, atol=0.05)
+
+
+def test_the_bound_grows_with_k_on_average() -> None:
+    torch.manual_seed(0)
+    model = vaekit.build_model(Config(net="linear", likelihood="gaussian", latent_dim=2), (5,))
+    x = torch.randn(300, 5)
+    exact = float(exact_log_likelihood(model, x).mean())
+    means = [log_likelihood(model, x, k=k, seed=1).mean for k in (1, 10, 100, 1000)]
+    assert means[0] < means[1] < means[2] < means[3] <= exact + 0.01
+    with torch.no_grad():
+        elbo_mean = float(model.elbo(x)["elbo"].mean())
+    assert means[0] == pytest.approx(elbo_mean, abs=0.5)  # k=1 is the ELBO in expectation
+
+
+def test_chunking_changes_memory_not_the_estimate() -> None:
+    model = vaekit.build_model(Config(latent_dim=3, hidden=(16,)), (20,))
+    x = torch.rand(37, 20)
+    a = log_likelihood(model, x, k=300, chunk_rows=50, seed=4).per_example
+    b = log_likelihood(model, x, k=300, chunk_rows=100_000, seed=4).per_example
+    assert a.shape == (37,) and torch.isfinite(a).all() and torch.isfinite(b).all()
+    assert abs(float(a.mean() - b.mean())) < 0.2  # different draws, the same estimate
+
+
+def test_factor_analysis_vae_matches_sklearn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(8, 2))
+    x = (rng.normal(size=(3000, 2)) @ w.T + rng.normal(size=(3000, 8))
+         * np.linspace(0.3, 1.5, 8)).astype(np.float32)
+    model = vaekit.fit(x, net="linear", likelihood="gaussian", variance="diagonal",
+                       latent_dim=2, val_fraction=0.0, epochs=600, batch_size=500, lr=0.01,
+                       lr_schedule="cosine")
+    fa = FactorAnalysis(2).fit(x).score(x)
+    ours = float(exact_log_likelihood(model, torch.from_numpy(x)).mean())
+    assert ours == pytest.approx(fa, abs=0.05)
+
+
+def test_active_units_and_kl_per_dimension_have_known_answers() -> None:
+    model = vaekit.build_model(Config(net="linear", latent_dim=3), (3,))
+    with torch.no_grad():  # z1 copies x1, z2 and z3 ignore x (posterior = prior)
+        head = model.posterior.head
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[0, 0] = 1.0
+    x = torch.randn(2000, 3)
+    assert active_units(model, x) == 1
+    kl = kl_per_dimension(model, x)
+    assert kl is not None
+    assert kl[0] == pytest.approx(0.5, abs=0.05) and float(kl[1:].abs().max()) < 1e-6
+
+
+def test_amortization_gap_is_nonnegative_for_an_untrained_encoder() -> None:
+    torch.manual_seed(0)
+    model = vaekit.build_model(Config(latent_dim=2, hidden=(16,)), (10,))
+    x = (torch.rand(20, 10) < 0.5).float()
+    gap = amortization_gap(model, x, steps=200)
+    assert gap["amortization_gap"] > 0
+    assert gap["elbo_optimal"] > gap["elbo_amortized"]
