@@ -11,7 +11,15 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from vaekit.config import Config, ConfigError, _flag, _literal_choices, coerce, load_config_file
+from vaekit.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    _flag,
+    _literal_choices,
+    coerce,
+    load_config_file,
+)
 from vaekit.errors import DataError, VaekitError
 
 EPILOG = "Docs: README.md. Every value is per example, in nats, summed over data dimensions."
@@ -77,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "override --config FILE (YAML or JSON, keys named like the flags).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file of option values")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a published setup to start from "
+                   "(flags and --config override it): " + ", ".join(sorted(PRESETS)))
     p.add_argument("--out", metavar="RUN", help="run directory to create "
                    "(default: runs/DATA-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last "
@@ -150,12 +160,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from_file, from_flags = _config_from_args(args)
     if args.resume:
-        if from_file:
-            raise ConfigError("--config cannot be combined with --resume (the run's config is "
-                              "in its config.json)")
+        if from_file or args.preset:
+            raise ConfigError("--config and --preset cannot be combined with --resume (the "
+                              "run's config is in its config.json)")
         result = train(resume=args.resume, progress=not args.quiet, **from_flags)
     else:
-        config = Config.from_dict({**from_file, **from_flags}, source=args.config or "flags")
+        preset = dict(PRESETS[args.preset]) if args.preset else {}
+        config = Config.from_dict({**preset, **from_file, **from_flags},
+                                  source=args.config or "flags")
         result = train(config, out=args.out, progress=not args.quiet)
     best = max((r for r in result.history), key=lambda r: r.get("val_elbo", r["train_elbo"]),
                default=None)

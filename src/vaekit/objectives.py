@@ -31,3 +31,43 @@ def iwae_bound(log_w: Tensor) -> Tensor:
     from log-weights (k, B). With k=1 it is the ELBO's Monte Carlo estimate; it grows with k
     towards log p(x)."""
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+def kl_per_dimension(t: LogWeightTerms) -> Tensor | None:
+    """KL(q(z_j|x) || p(z_j)) per example and dimension (B, L), where q and p both factorise
+    into Gaussians; None otherwise."""
+    from torch.distributions import Independent, Normal, kl_divergence
+
+    q, p = t.q, t.p
+    if isinstance(q, Independent) and isinstance(p, Independent) and \
+            isinstance(q.base_dist, Normal) and isinstance(p.base_dist, Normal):
+        return kl_divergence(q.base_dist, p.base_dist)
+    return None
+
+
+def training_loss(t: LogWeightTerms, objective: str = "elbo", beta: float | Tensor = 1.0,
+                  free_bits: float = 0.0) -> Tensor:
+    """The minibatch loss that training minimises (a scalar):
+
+    - `elbo`: -(E[log p(x|z)] - beta * KL), beta < 1 during warm-up (Bowman et al. 2016), > 1
+      for a beta-VAE (Higgins et al. 2017). With free bits lambda (Kingma et al. 2016, eq. 15)
+      each dimension's KL, averaged over the minibatch, costs max(lambda, KL_j).
+    - `iwae`: -log (1/k) sum_k w_k (Burda et al. 2016), with k = the samples in `t`.
+    """
+    if objective == "iwae":
+        return -iwae_bound(t.log_w).mean()
+    reconstruction = t.log_px_z.mean()
+    if free_bits > 0:
+        per_dim = kl_per_dimension(t)
+        if per_dim is not None:
+            kl = torch.clamp(per_dim.mean(0), min=free_bits).sum()
+        else:  # no per-dimension KL: the same floor, applied to the total
+            kl = torch.clamp(elbo(t)["kl"].mean(), min=free_bits * _latent_dim(t))
+    else:
+        kl = elbo(t)["kl"].mean()
+    return -(reconstruction - beta * kl)
+
+
+def _latent_dim(t: LogWeightTerms) -> int:
+    q = t.q
+    return int(q.event_shape[-1]) if q is not None and len(q.event_shape) else 1

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
 
 from vaekit.distributions import diagonal_normal
+from vaekit.flows import FLOWS, FlowDistribution
 
 #: Log-variances are clamped to this range: exp(-14) ~ 1e-6 to exp(10) ~ 2e4. Outside it a
 #: diagonal Gaussian's density overflows float32 or its gradient explodes.
@@ -22,9 +23,33 @@ class GaussianPosterior(nn.Module):
         self.head = nn.Linear(feature_dim, 2 * latent_dim)
         self.latent_dim = latent_dim
 
-    def forward(self, x: Tensor) -> Distribution:
-        mu, log_var = self.head(self.body(x)).chunk(2, dim=-1)  # (B, L) each
+    def gaussian(self, x: Tensor, features: Tensor | None = None) -> Independent:
+        """The diagonal Gaussian part of q(z|x) (all of it here; the base of a flow posterior)."""
+        h = self.body(x) if features is None else features
+        mu, log_var = self.head(h).chunk(2, dim=-1)  # (B, L) each
         return diagonal_normal(mu, log_var.clamp(*LOG_VAR_RANGE))
 
+    def forward(self, x: Tensor) -> Distribution:
+        return self.gaussian(x)
 
-POSTERIORS = {"gaussian": GaussianPosterior}
+
+class FlowPosterior(GaussianPosterior):
+    """q_K(z|x): the diagonal Gaussian q_0(z|x) pushed through K flow steps whose parameters
+    (planar) or context (IAF, RealNVP) come from the same encoder features."""
+
+    def __init__(self, body: nn.Module, feature_dim: int, latent_dim: int, flow: str,
+                 steps: int) -> None:
+        super().__init__(body, feature_dim, latent_dim)
+        self.flows = nn.ModuleList(FLOWS[flow](latent_dim, feature_dim, index=i)
+                                   for i in range(steps))
+
+    def forward(self, x: Tensor) -> Distribution:
+        h = self.body(x)
+        return FlowDistribution(self.gaussian(x, h), [flow(h) for flow in self.flows])
+
+
+def build_posterior(kind: str, body: nn.Module, feature_dim: int, latent_dim: int,
+                    flow_steps: int) -> GaussianPosterior:
+    if kind == "gaussian":
+        return GaussianPosterior(body, feature_dim, latent_dim)
+    return FlowPosterior(body, feature_dim, latent_dim, kind, flow_steps)

@@ -1,17 +1,31 @@
-"""Priors p(z): modules whose `forward()` returns a Distribution over z (event shape (latent,)).
+"""Priors p(z): modules whose `forward(posterior)` returns a Distribution over z (event (latent,)).
 
-Distributions hold no parameters, so a learnable prior is a module that *returns* one.
+Distributions hold no parameters, so a learnable prior is a module that *returns* one. The
+posterior is passed in because the VampPrior is made of it; the other priors ignore it.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+)
+
+from vaekit.flows import AffineCoupling, FlowDistribution
 
 
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I)."""
+
+    loc: Tensor
+    scale: Tensor
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -19,11 +33,74 @@ class StandardNormalPrior(nn.Module):
         self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 
-    loc: Tensor
-    scale: Tensor
-
-    def forward(self) -> Distribution:
+    def forward(self, posterior: nn.Module | None = None) -> Distribution:
         return Independent(Normal(self.loc, self.scale), 1)
 
 
-PRIORS = {"normal": StandardNormalPrior}
+class MixturePrior(nn.Module):
+    """p(z) = sum_k pi_k N(mu_k, diag(sigma_k^2)), every parameter learned."""
+
+    def __init__(self, latent_dim: int, components: int) -> None:
+        super().__init__()
+        self.means = nn.Parameter(torch.randn(components, latent_dim))
+        self.log_vars = nn.Parameter(torch.zeros(components, latent_dim))
+        self.logits = nn.Parameter(torch.zeros(components))
+
+    def forward(self, posterior: nn.Module | None = None) -> Distribution:
+        scale = (0.5 * self.log_vars.clamp(-14, 10)).exp()
+        return MixtureSameFamily(Categorical(logits=self.logits),
+                                 Independent(Normal(self.means, scale), 1))
+
+
+class VampPrior(nn.Module):
+    """p(z) = 1/K sum_k q(z | u_k): the variational mixture of posteriors of K learned
+    pseudo-inputs u_k (Tomczak & Welling 2018, eq. 9). For a flow posterior the mixture is made
+    of its Gaussian base q_0(z|u_k)."""
+
+    def __init__(self, latent_dim: int, event_shape: tuple[int, ...], pseudo_inputs: int) -> None:
+        super().__init__()
+        self.pseudo_inputs = nn.Parameter(0.5 + 0.1 * torch.randn(pseudo_inputs, *event_shape))
+
+    @torch.no_grad()
+    def init_from_data(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        """Start the pseudo-inputs at randomly chosen training examples."""
+        idx = torch.randint(len(x), (len(self.pseudo_inputs),), generator=generator)
+        self.pseudo_inputs.copy_(x[idx].to(self.pseudo_inputs.device))
+
+    def forward(self, posterior: nn.Module | None = None) -> Distribution:
+        if posterior is None or not hasattr(posterior, "gaussian"):
+            raise ValueError("the VampPrior is built from the model's posterior")
+        q: Distribution = posterior.gaussian(self.pseudo_inputs)  # batch (K,)
+        k = self.pseudo_inputs.shape[0]
+        uniform = torch.full((k,), -math.log(k), device=self.pseudo_inputs.device)
+        return MixtureSameFamily(Categorical(logits=uniform), q)
+
+
+class FlowPrior(nn.Module):
+    """p(z): N(0, I) pushed through K affine couplings (RealNVP) with global parameters."""
+
+    loc: Tensor
+    scale: Tensor
+
+    def __init__(self, latent_dim: int, steps: int) -> None:
+        super().__init__()
+        self.flows = nn.ModuleList(AffineCoupling(latent_dim, 0, index=i) for i in range(steps))
+        self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
+        self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
+
+    def forward(self, posterior: nn.Module | None = None) -> Distribution:
+        base = Independent(Normal(self.loc, self.scale), 1)
+        return FlowDistribution(base, [flow() for flow in self.flows])
+
+
+def build_prior(kind: str, latent_dim: int, event_shape: tuple[int, ...], components: int,
+                pseudo_inputs: int, flow_steps: int) -> nn.Module:
+    if kind == "normal":
+        return StandardNormalPrior(latent_dim)
+    if kind == "mog":
+        return MixturePrior(latent_dim, components)
+    if kind == "vamp":
+        return VampPrior(latent_dim, event_shape, pseudo_inputs)
+    if kind == "flow":
+        return FlowPrior(latent_dim, flow_steps)
+    raise ValueError(f"unknown prior {kind!r}")

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, Normal, kl_divergence
 
+from vaekit.errors import VaekitError
 from vaekit.models import VAE
 from vaekit.objectives import elbo
 
@@ -33,7 +34,7 @@ def kl_per_dimension(model: VAE, x: Tensor, batch_size: int = 1000) -> Tensor | 
     """Mean over x of KL(q(z_j|x) || p(z_j)) for each latent dimension j (nats), where both are
     factorised Gaussians; None otherwise. Dimensions near 0 nats are collapsed (unused)."""
     device = next(model.parameters()).device
-    prior = model.prior()
+    prior = model.prior(model.posterior)
     if not (isinstance(prior, Independent) and isinstance(prior.base_dist, Normal)):
         return None
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
@@ -57,7 +58,8 @@ def amortization_gap(model: VAE, x: Tensor, steps: int = 500, lr: float = 0.02,
     with torch.no_grad():
         q0 = model.encode(x)
     if not (isinstance(q0, Independent) and isinstance(q0.base_dist, Normal)):
-        raise ValueError("the amortization gap is measured against a diagonal Gaussian posterior")
+        raise VaekitError("the amortization gap is measured for a diagonal Gaussian posterior; "
+                          "this model's posterior is a flow")
     loc = q0.base_dist.loc.detach().clone().requires_grad_(True)
     log_var = (2 * q0.base_dist.scale.log()).detach().clone().requires_grad_(True)
     for p in model.parameters():

@@ -17,10 +17,11 @@ def dataset_elbo(model: VAE, x: Tensor, batch_size: int = 1000, seed: int = 0,
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     parts: dict[str, list[Tensor]] = {"elbo": [], "reconstruction": [], "kl": []}
+    p = model.prior(model.posterior)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device, non_blocking=True)
         noise = model.draw_noise(k, len(xb), generator=generator, device=device)
-        out = elbo(model.terms(xb, noise=noise))
+        out = elbo(model.terms(xb, noise=noise, p=p))
         for key in parts:
             parts[key].append(out[key].float().cpu())
     return {key: torch.cat(v) if v else torch.empty(0) for key, v in parts.items()}

@@ -61,14 +61,16 @@ def log_likelihood(model: VAE, x: Tensor, k: int = 5000, chunk_rows: int = DEFAU
     batch, k_chunk = _chunking(k, len(x), chunk_rows)
     out = torch.empty(len(x), dtype=torch.float64)
     starts = range(0, len(x), batch)
-    for start in tqdm(starts, disable=not progress, desc=f"log p(x), k={k}", leave=False):
+    p = model.prior(model.posterior)  # a VampPrior encodes its pseudo-inputs: do it once
+    for start in tqdm(starts, disable=None if progress else True, desc=f"log p(x), k={k}",
+                      leave=False):
         xb = x[start:start + batch].to(device, non_blocking=True)
         q = model.encode(xb)  # one encoder pass serves every chunk of samples
         total = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=device)
         for done in range(0, k, k_chunk):
             kc = min(k_chunk, k - done)
             noise = model.draw_noise(kc, len(xb), generator=generator, device=device)
-            log_w = model.terms(xb, noise=noise, q=q).log_w.double()  # (kc, b)
+            log_w = model.terms(xb, noise=noise, q=q, p=p).log_w.double()  # (kc, b)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         out[start:start + len(xb)] = (total - math.log(k)).cpu()
     return LogLikelihood(out, k)

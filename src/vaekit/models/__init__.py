@@ -6,8 +6,8 @@ from vaekit.config import Config
 from vaekit.distributions import LIKELIHOODS
 from vaekit.models.vae import VAE, LogWeightTerms
 from vaekit.nets import build_decoder, build_encoder
-from vaekit.posteriors import POSTERIORS
-from vaekit.priors import PRIORS
+from vaekit.posteriors import build_posterior
+from vaekit.priors import build_prior
 
 __all__ = ["VAE", "LogWeightTerms", "build_model"]
 
@@ -17,11 +17,13 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> VAE:
     event_shape = tuple(int(s) for s in event_shape)
     body, features = build_encoder(config.net, event_shape, config.hidden, config.channels,
                                    config.activation)
-    posterior = POSTERIORS[config.posterior](body, features, config.latent_dim)
+    posterior = build_posterior(config.posterior, body, features, config.latent_dim,
+                                config.flow_steps)
     decoder = build_decoder(config.net, event_shape, config.latent_dim, config.hidden,
                             config.channels, config.activation)
     likelihood = LIKELIHOODS[config.likelihood](event_shape, variance=config.variance)
-    prior = PRIORS[config.prior](config.latent_dim)
+    prior = build_prior(config.prior, config.latent_dim, event_shape, config.components,
+                        config.pseudo_inputs, config.flow_steps)
     model = VAE(prior, posterior, decoder, likelihood, event_shape, config.latent_dim)
     model.config = config
     return model

@@ -22,6 +22,8 @@ class LogWeightTerms:
     log_pz: Tensor
     log_qz: Tensor
     kl: Tensor | None
+    q: Distribution | None = None
+    p: Distribution | None = None
 
     @property
     def log_w(self) -> Tensor:
@@ -68,17 +70,17 @@ class VAE(nn.Module):
         return torch.randn(k, batch, self.latent_dim, generator=generator, device=device)
 
     def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
-              q: Distribution | None = None) -> LogWeightTerms:
+              q: Distribution | None = None, p: Distribution | None = None) -> LogWeightTerms:
         """The shared primitive of the ELBO, the IWAE bound and importance-sampled evaluation:
         k reparameterized samples z_k ~ q(z|x) and their log-densities, each (k, B).
-        `q` may be passed to reuse one encoder pass across several chunks of samples."""
+        `q` and the prior `p` may be passed to reuse them across chunks of samples."""
         q = self.encode(x) if q is None else q
         if noise is None:
             noise = self.draw_noise(k, x.shape[0], device=x.device)
         z, log_qz = rsample_and_log_prob(q, noise)  # (k, B, L), (k, B)
-        p_z = self.prior()
+        p_z = self.prior(self.posterior) if p is None else p
         log_px_z = self.decode(z).log_prob(x)  # x broadcasts over k
-        return LogWeightTerms(log_px_z, p_z.log_prob(z), log_qz, analytic_kl(q, p_z))
+        return LogWeightTerms(log_px_z, p_z.log_prob(z), log_qz, analytic_kl(q, p_z), q, p_z)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         """log p(x, z_k) - log q(z_k|x), shape (k, B)."""
@@ -95,8 +97,16 @@ class VAE(nn.Module):
                mean: bool = True) -> Tensor:
         """n draws x ~ p(x|z), z ~ p(z): the likelihood's mean (default) or a sample of it."""
         device = next(self.parameters()).device
+        p_z = self.prior(self.posterior)
         eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        z, _ = rsample_and_log_prob(self.prior(), eps)
+        try:
+            z, _ = rsample_and_log_prob(p_z, eps)
+        except TypeError:  # no reparameterization (a mixture): torch's own sampler
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                if generator is not None:
+                    torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator,
+                                                        device=device)))
+                z = p_z.sample((n,))
         params = self.decoder(z)
         if mean:
             return self.likelihood.mean(params)

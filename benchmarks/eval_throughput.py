@@ -1,0 +1,118 @@
+"""Evaluation throughput of the importance-weighted estimator: (examples x k) per second and peak
+memory (the RSS high-water mark of a fresh process) for two chunk settings, against a minimal
+importance-sampling loop written here, on the 784-200-200-50 tanh model.
+
+    python benchmarks/eval_throughput.py --data-dir ../shared/data/mnist --n 1000 --k 1000
+
+Speed does not depend on the weights, so the model is freshly initialised unless --run is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import vaekit
+from vaekit.data import binarize_fixed, load_dataset
+from vaekit.evaluate import log_likelihood
+
+
+def model_and_data(args: argparse.Namespace) -> tuple[vaekit.VAE, torch.Tensor]:
+    torch.manual_seed(0)
+    if args.run:
+        model = vaekit.load(args.run)
+    else:
+        model = vaekit.build_model(vaekit.Config(hidden=(200, 200), activation="tanh",
+                                                 latent_dim=50), (1, 28, 28))
+    x = binarize_fixed(load_dataset("mnist", args.data_dir).test[:args.n])
+    return model.eval(), x
+
+
+@torch.no_grad()
+def minimal_log_likelihood(model: vaekit.VAE, x: torch.Tensor, k: int,
+                           chunk_rows: int) -> torch.Tensor:
+    """The hand-written loop: encode once per batch, decode chunks of samples, logsumexp."""
+    enc, head, dec = model.posterior.body, model.posterior.head, model.decoder
+    xf = x.flatten(1)
+    b = max(1, chunk_rows // k)
+    kc = min(k, chunk_rows)
+    out = []
+    for i in range(0, len(x), b):
+        xb = xf[i:i + b]
+        mu, log_var = head(enc(x[i:i + b])).chunk(2, -1)
+        std = torch.exp(0.5 * log_var)
+        total = torch.full((len(xb),), -math.inf, dtype=torch.float64)
+        for _ in range(0, k, kc):
+            eps = torch.randn(kc, len(xb), mu.shape[-1])
+            z = mu + std * eps
+            logits = dec(z).flatten(2)
+            log_px = -F.binary_cross_entropy_with_logits(
+                logits, xb.expand_as(logits), reduction="none").sum(-1)
+            log_pz = -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+            log_qz = (-0.5 * (eps * eps).sum(-1) - std.log().sum(-1)
+                      - 0.5 * z.shape[-1] * math.log(2 * math.pi))
+            total = torch.logaddexp(total, torch.logsumexp((log_px + log_pz - log_qz).double(), 0))
+        out.append(total - math.log(k))
+    return torch.cat(out)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    model, x = model_and_data(args)
+    start = time.perf_counter()
+    if args.which == "minimal":
+        ll = minimal_log_likelihood(model, x, args.k, args.chunk_rows)
+        value = float(ll.mean())
+    else:
+        value = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows).mean
+    seconds = time.perf_counter() - start
+    return {"which": args.which, "chunk_rows": args.chunk_rows, "n": len(x), "k": args.k,
+            "seconds": round(seconds, 2), "samples_per_s": round(len(x) * args.k / seconds),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "log_likelihood": round(value, 3)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data-dir", default="../shared/data/mnist")
+    p.add_argument("--run", help="a run directory to evaluate (default: a fresh model)")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--chunks", default="1024,50000", help="chunk_rows settings to compare")
+    p.add_argument("--which", choices=["vaekit", "minimal"], help=argparse.SUPPRESS)
+    p.add_argument("--chunk-rows", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.which:  # a worker: one measurement in this fresh process
+        print(json.dumps(measure(args)))
+        return
+    rows = []
+    for chunk in map(int, args.chunks.split(",")):
+        for which in ("minimal", "vaekit"):
+            cmd = [sys.executable, __file__, "--which", which, "--chunk-rows", str(chunk),
+                   "--data-dir", args.data_dir, "--n", str(args.n), "--k", str(args.k)]
+            if args.run:
+                cmd += ["--run", args.run]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"\n| loop | chunk rows | seconds | (examples x k)/s | peak RSS MB |  (n={args.n}, "
+          f"k={args.k})")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['which']} | {r['chunk_rows']} | {r['seconds']} | {r['samples_per_s']:,} | "
+              f"{r['peak_rss_mb']} |")
+    for chunk in map(int, args.chunks.split(",")):
+        m = next(r for r in rows if r["which"] == "minimal" and r["chunk_rows"] == chunk)
+        v = next(r for r in rows if r["which"] == "vaekit" and r["chunk_rows"] == chunk)
+        print(f"chunk {chunk}: vaekit speed / minimal = {m['seconds'] / v['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

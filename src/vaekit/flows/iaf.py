@@ -1,0 +1,91 @@
+"""Inverse autoregressive flow (Kingma et al. 2016), the numerically stable form of eq. 11-14:
+
+    [m, s] = MADE(z, h),   sigma = sigmoid(s),   z' = sigma * z + (1 - sigma) * m,
+    log|det| = sum_i log sigma_i,
+
+where MADE (Germain et al. 2015) makes m_i, s_i depend on z_{<i} only and h is the encoder's
+context. Steps alternate the order of the dimensions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MaskedLinear(nn.Linear):
+    mask: Tensor
+
+    def __init__(self, n_in: int, n_out: int, mask: Tensor) -> None:
+        super().__init__(n_in, n_out)
+        self.register_buffer("mask", mask.float(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Autoregressive network: outputs (m, s), each (..., D), with output i a function of inputs
+    < i (in the given order) and of the context."""
+
+    def __init__(self, dim: int, hidden: int, context_dim: int = 0,
+                 order: Tensor | None = None) -> None:
+        super().__init__()
+        order = torch.arange(dim) if order is None else order
+        deg_in = torch.empty(dim, dtype=torch.long)
+        deg_in[order] = torch.arange(1, dim + 1)  # input order[j] has degree j + 1
+        deg_h = torch.arange(hidden) % max(dim - 1, 1) + 1
+        self.inp = MaskedLinear(dim, hidden, deg_h[:, None] >= deg_in[None, :])
+        self.mid = MaskedLinear(hidden, hidden, deg_h[:, None] >= deg_h[None, :])
+        out_mask = (deg_in[:, None] > deg_h[None, :]).repeat(2, 1)
+        self.out = MaskedLinear(hidden, 2 * dim, out_mask)
+        self.context = nn.Linear(context_dim, hidden) if context_dim else None
+        self.order: Tensor
+        self.register_buffer("order", order, persistent=False)
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.inp(z)
+        if self.context is not None and context is not None:
+            h = h + self.context(context)
+        h = F.elu(self.mid(F.elu(h)))
+        m, s = self.out(F.elu(h)).chunk(2, dim=-1)
+        return m, s
+
+
+class IAFStep:
+    def __init__(self, made: MADE, context: Tensor | None, forget_bias: float) -> None:
+        self.made, self.context, self.forget_bias = made, context, forget_bias
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        m, s = self.made(z, self.context)
+        sigma = torch.sigmoid(s + self.forget_bias)
+        return sigma * z + (1 - sigma) * m, F.logsigmoid(s + self.forget_bias).sum(-1)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """Dimension by dimension in the MADE's order: D network passes."""
+        z = torch.zeros_like(y)
+        order: Tensor = self.made.order
+        for i in order.tolist():
+            m, s = self.made(z, self.context)
+            sigma = torch.sigmoid(s[..., i] + self.forget_bias)
+            z = z.clone()
+            z[..., i] = (y[..., i] - (1 - sigma) * m[..., i]) / sigma
+        return z
+
+
+class InverseAutoregressiveFlow(nn.Module):
+    """One IAF step; odd-numbered steps reverse the autoregressive order."""
+
+    def __init__(self, latent_dim: int, context_dim: int = 0, index: int = 0,
+                 hidden: int | None = None) -> None:
+        super().__init__()
+        order = torch.arange(latent_dim)
+        if index % 2:
+            order = order.flip(0)
+        self.made = MADE(latent_dim, hidden or max(4 * latent_dim, 32), context_dim, order)
+        # A forget-gate bias of +1.5 starts each step near the identity (Kingma et al., sec. 4).
+        self.forget_bias = 1.5
+
+    def forward(self, context: Tensor | None = None) -> IAFStep:
+        return IAFStep(self.made, context, self.forget_bias)

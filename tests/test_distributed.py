@@ -1,0 +1,54 @@
+"""torchrun: two CPU processes (gloo) train the same model as one process with the same global
+batch, and only rank 0 writes the run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from vaekit.io import load_tensors
+
+FLAGS = ["--hidden", "32", "--latent-dim", "3", "--epochs", "2", "--batch-size", "40",
+         "--threads", "1", "--quiet"]
+
+
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VAEKIT_NO_DOWNLOAD": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={nproc}", "-m", "vaekit", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
+    r = _torchrun(2, "train", "--out", str(tmp_path / "ddp"), *FLAGS)
+    assert r.returncode == 0, r.stderr[-3000:]
+    single = run_cli("train", "--out", str(tmp_path / "one"), *FLAGS)
+    assert single.returncode == 0, single.stderr
+    a = load_tensors(tmp_path / "ddp" / "checkpoint.safetensors")[0]
+    b = load_tensors(tmp_path / "one" / "checkpoint.safetensors")[0]
+    for k in a:
+        if k.startswith("model."):
+            assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one").iterdir())
+    ddp_rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").open()]
+    one_rows = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").open()]
+    assert [r["val_elbo"] for r in ddp_rows] == pytest.approx(
+        [r["val_elbo"] for r in one_rows], abs=1e-3)
+
+
+def test_a_checkpoint_resumes_with_a_different_number_of_processes(tmp_path: Path) -> None:
+    r = _torchrun(2, "train", "--out", str(tmp_path / "run"), *FLAGS)
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = run_cli("train", "--resume", str(tmp_path / "run"), "--epochs", "3", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 3
