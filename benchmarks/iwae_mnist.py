@@ -29,7 +29,10 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=10000)
     p.add_argument("--chunk-rows", type=int, default=1024)
     p.add_argument("--out", default="runs/iwae-mnist")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     config = vaekit.Config(data="mnist", data_dir=args.data_dir, val_fraction=0.0, net="mlp",
                            hidden=(200, 200), activation="tanh", latent_dim=50, batch_size=20,

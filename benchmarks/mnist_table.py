@@ -46,7 +46,10 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--rows", nargs="*", default=list(ROWS), help="which rows (default: all)")
     p.add_argument("--results", default="runs/mnist-table/results.jsonl")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     results_path = Path(args.results)
     results_path.parent.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,7 @@ def minimal_epoch_seconds(data: Dataset, case: dict, epochs: int, seed: int = 0)
 def vaekit_epoch_seconds(data: Dataset, case: dict, epochs: int, compile: bool = False) -> float:
     config = vaekit.Config(data="mnist", net="mlp", grad_clip=0.0, epochs=epochs, lr=1e-3,
                            compile=compile, **case)
-    result = vaekit.train(config, data=data, out=None, progress=False, pictures=False)
+    result = vaekit.train(config, data=data, progress=False, save=False)
     return min(row["seconds"] for row in result.history)
 
 

@@ -44,6 +44,25 @@ def test_every_command_works_on_a_run_directory_alone(tiny_run: Path, tmp_path: 
     assert report["elbo"] == pytest.approx(report["reconstruction"] - report["kl"], abs=1e-4)
 
 
+def test_new_data_is_scored_and_encoded_row_by_row_in_file_order(
+        tiny_run: Path, tmp_path: Path) -> None:
+    import torch
+
+    import vaekit
+    from vaekit.data import binarize_fixed, load_dataset
+
+    rows = binarize_fixed(load_dataset("digits").test[:23])
+    np.save(tmp_path / "new.npy", rows.numpy())
+    assert main(["score", str(tiny_run), "--data", str(tmp_path / "new.npy"), "--k", "5",
+                 "-o", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (23,)
+    assert main(["encode", str(tiny_run), "--data", str(tmp_path / "new.npy"),
+                 "-o", str(tmp_path / "c.npz")]) == 0
+    model = vaekit.load(tiny_run)
+    expected = model.encode(binarize_fixed(rows)).mean.detach()
+    assert torch.allclose(torch.from_numpy(np.load(tmp_path / "c.npz")["mean"]), expected)
+
+
 def test_config_file_values_are_used_and_flags_override_them(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("latent-dim: 3\nhidden: [16]\nepochs: 5\n")
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--epochs", "1", "--quiet",
@@ -104,6 +123,14 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
         ("zero samples", ["sample", str(run), "-n", "0", "-o", str(tmp / "x.png")],
          "positive integer"),
         ("bad output suffix", ["sample", str(run), "-o", str(tmp / "x.jpg")], ".png or .npy"),
+        ("unknown device", ["sample", str(run), "--device", "gpu", "-o", str(tmp / "x.png")],
+         "--device"),
+        ("negative amortization-gap size", ["evaluate", str(run), "--amortization-gap", "-5"],
+         "positive integer"),
+        ("--out with --resume", ["train", "--resume", str(run), "--out", str(tmp / "o")],
+         "cannot be combined"),
+        ("unwritable output", ["sample", str(run), "-o", "/proc/x/s.png"], "could not write"),
+        ("dequantize with bernoulli", ["train", "--dequantize"], "--dequantize"),
     ]
 
 

@@ -85,6 +85,33 @@ def test_kl_warmup_and_schedules_train(tmp_path: Path) -> None:
         assert r.history[-1]["train_elbo"] > r.history[0]["train_elbo"] - 5
 
 
+def test_beta_weights_the_kl(tmp_path: Path) -> None:
+    plain = vaekit.train(SMALL, out=tmp_path / "b1", progress=False, pictures=False)
+    heavy = vaekit.train(SMALL.replace(beta=4.0), out=tmp_path / "b4", progress=False,
+                         pictures=False)
+    assert heavy.history[-1]["train_kl"] < 0.8 * plain.history[-1]["train_kl"]
+
+
+def test_fit_without_out_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    vaekit.fit(np.random.default_rng(0).random((100, 4)).astype(np.float32), epochs=1,
+               hidden=(8,), latent_dim=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dequantized_gaussian_model_reports_a_discrete_bits_per_dim(tmp_path: Path) -> None:
+    import math
+
+    from vaekit.evaluate import evaluate
+
+    r = vaekit.train(SMALL.replace(likelihood="gaussian", dequantize=True, epochs=1),
+                     out=tmp_path / "d", progress=False, pictures=False)
+    x = load_dataset("digits").test[:50]
+    report = evaluate(r.model, x, k=5, bin_width=1 / 17)
+    assert report["bits_per_dim"] == pytest.approx(
+        (report["nll"] + 64 * math.log(17)) / (64 * math.log(2)))
+
+
 def test_static_binarization_fixes_the_training_images(tmp_path: Path) -> None:
     r = vaekit.train(SMALL.replace(binarize="static", epochs=1), out=tmp_path / "s",
                      progress=False, pictures=False)

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from vaekit.config import Config
-from vaekit.data import Dataset, binarize_fixed, check_array, load_dataset
+from vaekit.data import Dataset, check_array, load_dataset
 from vaekit.data.datasets import _split
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import VAE
 from vaekit.run import CHECKPOINT_FILE, MODEL_FILE, RunInfo, save_weights, write_run_info
-from vaekit.train.loop import Trainer, prepare_resume, resolve_binarize
+from vaekit.train.loop import Trainer, prepare_eval_data, prepare_resume, resolve_binarize
 
 
 @dataclass
@@ -46,16 +46,18 @@ def default_run_dir(config: Config) -> Path:
 
 def train(config: Config | None = None, *, data: Dataset | None = None,
           out: str | Path | None = None, resume: str | Path | None = None,
-          progress: bool = True, pictures: bool = True, **options: Any) -> TrainResult:
-    """Train a VAE as `vaekit train` does; `options` override fields of `config`."""
+          progress: bool = True, pictures: bool = True, save: bool = True,
+          **options: Any) -> TrainResult:
+    """Train a VAE as `vaekit train` does; `options` override fields of `config`. With
+    save=False nothing is written (no run directory, no resume)."""
     if resume is not None:
         run_dir: Path | None = Path(resume)
         config = prepare_resume(Path(resume), options)
     else:
         config = (config or Config()).replace(**options) if options else (config or Config())
         config.validate()
-        run_dir = Path(out) if out is not None else default_run_dir(config)
-        if run_dir.exists() and ((run_dir / CHECKPOINT_FILE).exists()
+        run_dir = (Path(out) if out is not None else default_run_dir(config)) if save else None
+        if run_dir is not None and run_dir.exists() and ((run_dir / CHECKPOINT_FILE).exists()
                                  or (run_dir / MODEL_FILE).exists()):
             raise VaekitError(f"{run_dir} already holds a run; resume it with --resume "
                               f"{run_dir}, or choose another --out")
@@ -77,7 +79,7 @@ def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None, progress: bool
     config = (config or Config(data="array")).replace(**options)
     x_all = check_array(array, "fit(x)")
     data = _split("array", x_all, x_all[:0], config.val_fraction, images=False)  # no test split
-    return train(config, data=data, out=out, progress=progress, pictures=out is not None).model
+    return train(config, data=data, out=out, progress=progress, save=out is not None).model
 
 
 def save(model: VAE, run_dir: str | Path) -> Path:
@@ -94,21 +96,26 @@ def save(model: VAE, run_dir: str | Path) -> Path:
 
 def write_pictures(model: VAE, data: Dataset, run_dir: Path, history: list[dict[str, Any]],
                    binarize_mode: str) -> None:
-    """samples.png, reconstructions.png, curves.png and, for 2-D latents, latent.png."""
+    """samples.png, reconstructions.png, curves.png, kl_per_dim.png and, for 2-D latents,
+    latent.png, from held-out data (binarized as the validation data were)."""
     from vaekit import plots
+    from vaekit.evaluate import kl_per_dimension
 
     if history:
         plots.save_curves(history, run_dir / "curves.png")
     image_shape = data.event_shape if data.images and len(data.event_shape) == 3 else None
     held_out = data.test if len(data.test) else (data.val if len(data.val) else data.train)
+    held_out = prepare_eval_data(held_out[:2000], binarize_mode,
+                                 data.bin_width if model.config.dequantize else None)
     device = next(model.parameters()).device
     if image_shape is not None:
         g = torch.Generator(device=device).manual_seed(0)
         plots.save_grid(model.sample(64, generator=g).cpu(), run_dir / "samples.png")
         x = held_out[:32]
-        x = binarize_fixed(x) if binarize_mode != "none" else x
         plots.save_reconstructions(x, model.reconstruct(x.to(device)).cpu(),
                                    run_dir / "reconstructions.png")
+    kl = kl_per_dimension(model, held_out)
+    if kl is not None:
+        plots.save_kl_per_dimension(kl, run_dir / "kl_per_dim.png")
     if model.latent_dim == 2:
-        plots.save_latent_plots(model, held_out[:2000].to(device), run_dir / "latent.png",
-                                image_shape)
+        plots.save_latent_plots(model, held_out.to(device), run_dir / "latent.png", image_shape)

@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("run", metavar="RUN", help="run directory")
         p.add_argument("--data", help="dataset name or .npy/.npz path (default: the run's)")
         p.add_argument("--data-dir", help="directory of IDX files (default: the run's)")
-        p.add_argument("--split", default=split, choices=["train", "val", "test", "all"],
-                       help=f"which split (default: {split})")
+        p.add_argument("--split", choices=["train", "val", "test", "all"],
+                       help=f"which split (default: {split}; with --data PATH.npy/.npz: all, "
+                       "every row in file order)")
         p.add_argument("--n", type=_positive_int, help="use the first N examples of the split")
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(sample, example) rows decoded at once; bounds peak memory "
                    "(default: 1024)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
-    p.add_argument("--amortization-gap", type=int, default=0, metavar="M",
+    p.add_argument("--amortization-gap", type=_positive_int, default=0, metavar="M",
                    help="also measure the amortization gap on the first M examples")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data(p)
     p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.npy")
 
-    p = sub.add_parser("encode", help="posterior means and log-variances of a split")
+    p = sub.add_parser("encode", help="posterior means and log-variances of a split (for a flow "
+                       "posterior, those of its Gaussian base q_0(z|x))")
     add_data(p)
     p.add_argument("-o", "--output", required=True, help="codes.npy: array (N, 2, latent_dim), "
                    "[:, 0] means, [:, 1] log-variances; or codes.npz with arrays mean, log_var")
@@ -160,6 +162,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from_file, from_flags = _config_from_args(args)
     if args.resume:
+        if args.out:
+            raise ConfigError("--out cannot be combined with --resume (the run continues in "
+                              "its own directory)")
         if from_file or args.preset:
             raise ConfigError("--config and --preset cannot be combined with --resume (the "
                               "run's config is in its config.json)")
@@ -182,12 +187,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_device(name: str) -> str:
+    from vaekit.train.loop import resolve_device
+
+    return str(resolve_device(Config(device=name).validate().device))
+
+
 def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """The run's model and the requested split, binarized and checked as in training."""
-    from vaekit.data import binarize_fixed, load_dataset
+    from vaekit.data import load_dataset
     from vaekit.run import load_run
-    from vaekit.train.loop import check_data_fits
+    from vaekit.train.loop import check_data_fits, prepare_eval_data
 
+    args.device = _check_device(args.device)
     model, info = load_run(args.run, device=args.device)
     data_dir = args.data_dir if args.data_dir is not None else (
         info.config.data_dir if args.data is None else None)
@@ -195,6 +207,8 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     if data.event_shape != model.event_shape:
         raise DataError(f"the data has examples of shape {data.event_shape}, but the model in "
                         f"{args.run} was trained on shape {model.event_shape}")
+    if args.split is None:
+        args.split = "all" if args.data and Path(args.data).suffix in (".npy", ".npz") else "test"
     mode = info.data.get("binarize", "none")
     check_data_fits(info.config, data, mode)
     x = data.split(args.split)
@@ -202,8 +216,7 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         raise DataError(f"the {args.split} split of {data.name} is empty")
     if args.n:
         x = x[:args.n]
-    if mode != "none":
-        x = binarize_fixed(x)
+    x = prepare_eval_data(x, mode, info.data.get("dequantize"))
     return model, info, (x, data)
 
 
@@ -211,8 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluate import amortization_gap, evaluate
 
     model, info, (x, data) = _eval_data(args)
-    binary = info.data.get("binarize", "none") != "none" or info.config.likelihood == "bernoulli"
-    bin_width = None if binary else data.bin_width
+    bin_width = info.data.get("dequantize")  # a continuous density on dequantized data
     report = evaluate(model, x, k=args.k, chunk_rows=args.chunk_rows, bin_width=bin_width,
                       seed=args.seed, progress=not args.json)
     report.update({"split": args.split, "data": data.name})
@@ -261,6 +273,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from vaekit.run import load_run
 
+    args.device = _check_device(args.device)
     model, info = load_run(args.run, device=args.device)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     x = model.sample(args.n, generator=g, mean=not args.draw)
@@ -299,6 +312,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     with torch.no_grad():
         for i in range(0, len(x), 1000):
             q = model.encode(x[i:i + 1000].to(args.device))
+            q = getattr(q, "base", q)  # a flow posterior: its Gaussian q_0(z|x)
             means.append(q.mean.cpu())
             log_vars.append(q.variance.log().cpu())
     mean, log_var = torch.cat(means).numpy(), torch.cat(log_vars).numpy()

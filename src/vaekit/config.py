@@ -39,8 +39,11 @@ class Config:
     val_fraction: float = field(default=0.1, metadata=_help(
         "fraction of the training data held out for validation (0 disables validation)"))
     binarize: Literal["auto", "dynamic", "static", "none"] = field(default="auto", metadata=_help(
-        "binarization of [0,1] data: dynamic (resampled every epoch), static (once), none; "
+        "binarization of [0,1] data: dynamic (resampled at every step), static (once), none; "
         "auto = dynamic for a Bernoulli likelihood on image datasets, else none"))
+    dequantize: bool = field(default=False, metadata=_help(
+        "add uniform noise within each quantization bin of 8-bit/16-level image data (for a "
+        "gaussian likelihood; makes bits/dim a bound on the discrete likelihood)"))
     # --- model
     net: Literal["mlp", "conv", "linear"] = field(default="mlp", metadata=_help(
         "encoder/decoder networks"))
@@ -126,6 +129,10 @@ class Config:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--{_flag(name)} must be a finite number >= 0, got {value!r}")
+        if self.dequantize and (self.likelihood != "gaussian" or self.binarize not in
+                                ("auto", "none")):
+            raise ConfigError("--dequantize is for continuous likelihoods: use it with "
+                              "--likelihood gaussian and without binarization")
         if self.objective == "iwae" and (self.beta != 1 or self.free_bits or self.kl_warmup):
             raise ConfigError("--beta, --free-bits and --kl-warmup reshape the ELBO's KL term; "
                               "the iwae objective has none (use --objective elbo)")
@@ -139,7 +146,8 @@ class Config:
             choices = _literal_choices(f.type)
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(_unknown(_flag(f.name), getattr(self, f.name), choices))
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (self.device in ("auto", "cpu", "cuda")
+                or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
 

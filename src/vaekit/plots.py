@@ -86,6 +86,18 @@ def save_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     _save_figure(fig, path)
 
 
+def save_kl_per_dimension(kl: Tensor, path: str | Path) -> None:
+    """Bar chart of the mean KL(q(z_j|x) || p(z_j)) of each latent dimension: dimensions near
+    0 nats carry no information about x (posterior collapse)."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(kl) + 2), 3.2))
+    ax.bar(range(len(kl)), kl.numpy())
+    ax.axhline(0.01, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title(f"KL per latent dimension (total {float(kl.sum()):.2f} nats)")
+    _save_figure(fig, path)
+
+
 def save_latent_plots(model: Any, x: Tensor, path: str | Path, image_shape: tuple[int, ...] | None,
                       labels: Tensor | None = None) -> None:
     """For a 2-D latent space: posterior means of `x` scattered, and (for images) the decoder's

@@ -7,17 +7,14 @@ posterior is passed in because the VampPrior is made of it; the other priors ign
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import (
-    Categorical,
-    Distribution,
-    Independent,
-    MixtureSameFamily,
-    Normal,
-)
+from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
+from vaekit.distributions import diagonal_normal
 from vaekit.flows import AffineCoupling, FlowDistribution
 
 
@@ -34,7 +31,7 @@ class StandardNormalPrior(nn.Module):
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
-        return Independent(Normal(self.loc, self.scale), 1)
+        return diagonal_normal(self.loc, scale=self.scale)
 
 
 class MixturePrior(nn.Module):
@@ -48,8 +45,8 @@ class MixturePrior(nn.Module):
 
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
         scale = (0.5 * self.log_vars.clamp(-14, 10)).exp()
-        return MixtureSameFamily(Categorical(logits=self.logits),
-                                 Independent(Normal(self.means, scale), 1))
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False),
+                                 diagonal_normal(self.means, scale=scale), validate_args=False)
 
 
 class VampPrior(nn.Module):
@@ -70,10 +67,12 @@ class VampPrior(nn.Module):
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
         if posterior is None or not hasattr(posterior, "gaussian"):
             raise ValueError("the VampPrior is built from the model's posterior")
-        q: Distribution = posterior.gaussian(self.pseudo_inputs)  # batch (K,)
+        gaussian = cast(Callable[[Tensor], Distribution], posterior.gaussian)
+        q = gaussian(self.pseudo_inputs)  # batch (K,), event (L,)
         k = self.pseudo_inputs.shape[0]
         uniform = torch.full((k,), -math.log(k), device=self.pseudo_inputs.device)
-        return MixtureSameFamily(Categorical(logits=uniform), q)
+        return MixtureSameFamily(Categorical(logits=uniform, validate_args=False), q,
+                                 validate_args=False)
 
 
 class FlowPrior(nn.Module):
@@ -89,7 +88,7 @@ class FlowPrior(nn.Module):
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
-        base = Independent(Normal(self.loc, self.scale), 1)
+        base = diagonal_normal(self.loc, scale=self.scale)
         return FlowDistribution(base, [flow() for flow in self.flows])
 
 

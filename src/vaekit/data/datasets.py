@@ -42,14 +42,16 @@ class Dataset:
     test: Tensor
     images: bool
     bin_width: float | None = None
+    full: Tensor | None = None  # every example in the source's own order (split "all")
 
     @property
     def event_shape(self) -> tuple[int, ...]:
         return tuple(self.train.shape[1:])
 
     def split(self, name: str) -> Tensor:
-        if name == "all":
-            return torch.cat([self.train, self.val, self.test])
+        if name == "all":  # in the order of the source (file rows), not the split permutation
+            return self.full if self.full is not None else torch.cat(
+                [self.train, self.val, self.test])
         if name not in SPLITS:
             raise DataError(f"unknown split {name!r}; choose from: {', '.join(SPLITS)}")
         return getattr(self, name)
@@ -78,6 +80,7 @@ def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0
 def _split(name: str, x: Tensor, test: Tensor | None, val_fraction: float, *, images: bool,
            bin_width: float | None = None) -> Dataset:
     """Fixed-seed split: the official test set if given, else 10% of x; then val from the rest."""
+    full = x if test is None else torch.cat([x, test])
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
     if test is None:
         n_test = round(TEST_FRACTION * len(x)) if len(x) >= 10 else 0
@@ -87,7 +90,8 @@ def _split(name: str, x: Tensor, test: Tensor | None, val_fraction: float, *, im
     if len(train) == 0:
         raise DataError(f"{name}: no training examples left after holding out val/test "
                         f"(only {len(x)} examples)")
-    return Dataset(name, train.contiguous(), val.contiguous(), test.contiguous(), images, bin_width)
+    return Dataset(name, train.contiguous(), val.contiguous(), test.contiguous(), images, bin_width,
+                   full)
 
 
 # --- user arrays
@@ -110,7 +114,8 @@ def load_array_dataset(path: Path, val_fraction: float) -> Dataset:
         train = parts["train"]
         test = parts.get("test", train[:0])  # named splits: no test set is carved out
         if "val" in parts:
-            return Dataset(path.name, train, parts["val"], test, False)
+            full = torch.cat([train, parts["val"], test])
+            return Dataset(path.name, train, parts["val"], test, False, full=full)
         return _split(path.name, train, test, val_fraction, images=False)
     if len(arrays) != 1:
         raise DataError(f"{path} holds {len(arrays)} arrays ({', '.join(sorted(arrays))}); "

@@ -27,9 +27,15 @@ __all__ = [
 ]
 
 
-def diagonal_normal(loc: Tensor, log_var: Tensor) -> Independent:
-    """N(loc, diag(exp(log_var))) with the last dimension as the event."""
-    return Independent(Normal(loc, (0.5 * log_var).exp()), 1)
+def diagonal_normal(loc: Tensor, log_var: Tensor | None = None,
+                    scale: Tensor | None = None) -> Independent:
+    """N(loc, diag(sigma^2)) with the last dimension as the event, from log sigma^2 or sigma.
+    Argument validation is off: it costs a device sync per call on the training hot path, and
+    the log-variances are clamped upstream."""
+    if scale is None:
+        assert log_var is not None
+        scale = (0.5 * log_var).exp()
+    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
 def analytic_kl(q: Distribution, p: Distribution) -> Tensor | None:

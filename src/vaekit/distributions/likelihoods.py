@@ -41,7 +41,8 @@ class BernoulliLikelihood(Likelihood):
     support = (0.0, 1.0)
 
     def forward(self, params: Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=params, validate_args=False), len(self.event_shape))
+        return Independent(Bernoulli(logits=params, validate_args=False), len(self.event_shape),
+                           validate_args=False)
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
@@ -64,7 +65,8 @@ class GaussianLikelihood(Likelihood):
 
     def forward(self, params: Tensor) -> Distribution:
         std = torch.exp(0.5 * self.log_var).expand_as(params)
-        return Independent(Normal(params, std, validate_args=False), len(self.event_shape))
+        return Independent(Normal(params, std, validate_args=False), len(self.event_shape),
+                           validate_args=False)
 
     def mean(self, params: Tensor) -> Tensor:
         return params

@@ -6,9 +6,11 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, Normal, kl_divergence
 
+from vaekit.distributions import diagonal_normal
 from vaekit.errors import VaekitError
 from vaekit.models import VAE
 from vaekit.objectives import elbo
+from vaekit.posteriors import LOG_VAR_RANGE
 
 #: Burda et al. (2016), section 5.2: unit j is active if Cov_x(E_q[z_j | x]) > 0.01.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -68,7 +70,7 @@ def amortization_gap(model: VAE, x: Tensor, steps: int = 500, lr: float = 0.02,
     opt = torch.optim.Adam([loc, log_var], lr=lr)
     try:
         for _ in range(steps):
-            q = Independent(Normal(loc, (0.5 * log_var.clamp(-14, 10)).exp()), 1)
+            q = diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
             noise = model.draw_noise(samples, len(x), generator=generator, device=device)
             loss = -elbo(model.terms(x, noise=noise, q=q))["elbo"].sum()
             opt.zero_grad()
@@ -78,7 +80,7 @@ def amortization_gap(model: VAE, x: Tensor, steps: int = 500, lr: float = 0.02,
         for p in model.parameters():
             p.requires_grad_(True)
     with torch.no_grad():
-        q_star = Independent(Normal(loc, (0.5 * log_var.clamp(-14, 10)).exp()), 1)
+        q_star = diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
         noise = model.draw_noise(eval_samples, len(x), generator=generator, device=device)
         amortized = elbo(model.terms(x, noise=noise, q=q0))["elbo"]
         optimal = elbo(model.terms(x, noise=noise, q=q_star))["elbo"]

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vaekit.config import Config
-from vaekit.data import Dataset, binarize, binarize_fixed
+from vaekit.data import Dataset, binarize, binarize_fixed, dequantize, dequantize_fixed
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluate.elbo import dataset_elbo
 from vaekit.io import atomic_write_text, load_tensors
@@ -70,6 +70,7 @@ class TrainState:
     best_val: float = -math.inf
     best_epoch: int = -1
     skipped: int = 0
+    consecutive_skips: int = 0
     rollbacks: int = 0
     lr_scale: float = 1.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -101,6 +102,15 @@ def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
             raise DataError(
                 f"{data.name} ({split}): values span [{x.min():.4g}, {x.max():.4g}] but {why} "
                 "needs data in [0, 1]; rescale it, or use --likelihood gaussian")
+
+
+def prepare_eval_data(x: Tensor, binarize_mode: str, bin_width: float | None) -> Tensor:
+    """Validation/test data as the model sees it: binarized or dequantized once, fixed seed."""
+    if binarize_mode != "none":
+        return binarize_fixed(x)
+    if bin_width:
+        return dequantize_fixed(x, bin_width)
+    return x
 
 
 def lr_at(config: Config, progress: float) -> float:
@@ -203,8 +213,10 @@ class Trainer:
         if self.binarize == "static":
             self.train_x = binarize(self.train_x, torch.Generator(self.device).manual_seed(
                 config.seed + 2))
-        binarize_eval = self.binarize != "none"
-        self.val_x = binarize_fixed(data.val) if binarize_eval else data.val
+        self.dequantize = data.bin_width if config.dequantize and data.bin_width else None
+        if config.dequantize and not data.bin_width:
+            raise ConfigError(f"--dequantize needs quantized image data; {data.name} is not")
+        self.val_x = prepare_eval_data(data.val, self.binarize, self.dequantize)
         self.best_weights: dict[str, Tensor] | None = None
         self.last_good: dict[str, Any] | None = None
 
@@ -226,10 +238,13 @@ class Trainer:
         d = self.data
         return RunInfo(self.config, d.event_shape, {
             "name": d.name, "images": d.images, "bin_width": d.bin_width,
-            "binarize": self.binarize, "val_fraction": self.config.val_fraction,
+            "binarize": self.binarize, "dequantize": self.dequantize,
+            "val_fraction": self.config.val_fraction,
             "train_size": len(d.train)})
 
     def save_checkpoint(self) -> None:
+        """Called by every process (the epoch's partial sums are gathered); rank 0 writes."""
+        stats = all_reduce_sum(self.epoch_stats.clone(), self.dist)
         if self.run_dir is None or not self.dist.is_main:
             return
         s = self.state
@@ -238,12 +253,18 @@ class Trainer:
                  "rng.torch": torch.get_rng_state(),
                  "rng.perm": self.perm_generator.get_state(),
                  "rng.noise": self.noise_generator.get_state(),
-                 "epoch.stats": self.epoch_stats.cpu()}
+                 "epoch.stats": stats.cpu()}
         if self.epoch_perm is not None and s.step_in_epoch:
             extra["epoch.perm"] = self.epoch_perm
         state = {k: v for k, v in s.__dict__.items() if k != "history"}  # history: metrics.jsonl
         meta = {"state": state, "optim": optim_meta, "world_size": self.dist.world_size}
         save_weights(self.model, self.run_dir / CHECKPOINT_FILE, extra, meta)
+
+    def _save_best(self) -> None:
+        if self.run_dir is not None and self.dist.is_main:
+            save_weights(self.model, self.run_dir / MODEL_FILE,
+                         metadata={"epoch": self.state.best_epoch,
+                                   "val_elbo": self.state.best_val})
 
     def restore_checkpoint(self) -> None:
         assert self.run_dir is not None
@@ -258,13 +279,26 @@ class Trainer:
         self._rewrite_metrics()
         torch.set_rng_state(tensors["rng.torch"])
         self.perm_generator.set_state(tensors["rng.perm"])
-        self.noise_generator.set_state(tensors["rng.noise"].to(
-            self.noise_generator.get_state().device))
+        try:
+            self.noise_generator.set_state(tensors["rng.noise"])
+        except RuntimeError:  # resumed on another kind of device: its RNG state cannot move
+            self.noise_generator.manual_seed(self.config.seed + 1 + self.state.global_step)
+            self._log("warning: resumed on a different device type; the sampling noise is "
+                      "reseeded, so the run continues correctly but not bit-identically")
         self.epoch_stats = tensors["epoch.stats"].to(self.device)
+        if not self.dist.is_main:  # rank 0 carries the sum over all processes
+            self.epoch_stats.zero_()
         self.epoch_perm = tensors.get("epoch.perm")
-        if (self.run_dir / MODEL_FILE).exists() and self.state.best_epoch >= 0:
-            best, _ = load_tensors(self.run_dir / MODEL_FILE)
-            self.best_weights = {k[len("model."):]: v for k, v in best.items()}
+        if self.state.best_epoch >= 0:
+            best, meta = (load_tensors(self.run_dir / MODEL_FILE)
+                          if (self.run_dir / MODEL_FILE).exists() else ({}, None))
+            if (meta or {}).get("epoch") == self.state.best_epoch:
+                self.best_weights = {k[len("model."):]: v for k, v in best.items()}
+            elif self.state.best_epoch == self.state.epoch and self.state.step_in_epoch == 0:
+                # killed between the checkpoint and model.safetensors: the checkpoint's
+                # weights are the best ones
+                self.best_weights = copy.deepcopy(self.model.state_dict())
+                self._save_best()
         self.last_good = self._snapshot()
 
     def _read_history(self) -> list[dict[str, Any]]:
@@ -297,10 +331,14 @@ class Trainer:
         kill in between leaves a line that the resume drops and writes again."""
         if self.run_dir is None or not self.dist.is_main:
             return
-        with open(self.run_dir / METRICS_FILE, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise VaekitError(f"could not write {self.run_dir / METRICS_FILE}: "
+                              f"{e.strerror or e}; the last checkpoint is intact") from None
 
     # ------------------------------------------------------------------ training
 
@@ -334,8 +372,9 @@ class Trainer:
         return len(self.train_x) // self.batch
 
     def _beta(self, epoch_progress: float) -> float:
+        """The KL weight: --beta, ramped up linearly over --kl-warmup epochs."""
         w = self.config.kl_warmup
-        return 1.0 if w == 0 else min(1.0, epoch_progress / w)
+        return self.config.beta * (1.0 if w == 0 else min(1.0, epoch_progress / w))
 
     def train_epoch(self, stop: dict[str, int]) -> bool:
         """One pass over the training data (from a mid-epoch position after a resume).
@@ -348,7 +387,6 @@ class Trainer:
             self.epoch_perm = torch.randperm(n, generator=self.perm_generator)
             self.epoch_stats.zero_()
         perm = self.epoch_perm.to(self.device)
-        consecutive_skips = 0
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if cfg.bf16 and self.device.type == "cuda" else nullcontext())
         bar = tqdm(range(s.step_in_epoch, steps), desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
@@ -363,8 +401,9 @@ class Trainer:
             idx = perm[step * batch:(step + 1) * batch]  # the global batch
             x = self.train_x[idx]
             if self.binarize == "dynamic":
-                u = torch.rand(x.shape, generator=self.noise_generator, device=self.device)
-                x = (u < x).to(x.dtype)
+                x = torch.bernoulli(x, generator=self.noise_generator)
+            elif self.dequantize:
+                x = dequantize(x, self.dequantize, self.noise_generator)
             noise = self.model.draw_noise(cfg.iw_samples, batch, self.noise_generator,
                                           self.device)
             mine = slice(rank * local, (rank + 1) * local)  # this process's shard
@@ -375,36 +414,41 @@ class Trainer:
             loss.backward()
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-            if torch.isfinite(grad_norm) and torch.isfinite(loss):
+            stop_now, loss_ok = self._step_flags(stop, loss)
+            if torch.isfinite(grad_norm) and loss_ok:
                 self.optimizer.step()
-                consecutive_skips = 0
+                s.consecutive_skips = 0
                 self.epoch_stats[:3] += stats.double()
                 self.epoch_stats[3] += local
             else:
                 s.skipped += 1
-                consecutive_skips += 1
+                s.consecutive_skips += 1
                 self.optimizer.zero_grad(set_to_none=True)
                 if s.skipped == 1:
                     self._log(f"warning: non-finite loss or gradient at step {s.global_step}; "
                               "update skipped (skips are counted in metrics.jsonl)")
-                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                if s.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
                     self._rollback("the loss or gradient was NaN/Inf")
-                    consecutive_skips = 0
+                    s.consecutive_skips = 0
             s.global_step += 1
             s.step_in_epoch = step + 1
             if self.dist.is_main and step % 25 == 0 and self.epoch_stats[3] > 0:
                 bar.set_postfix(elbo=f"{(self.epoch_stats[0] / self.epoch_stats[3]).item():.2f}")
-            if self._should_stop(stop):
+            if stop_now:
                 bar.close()
                 return False
         bar.close()
         return True
 
-    def _should_stop(self, stop: dict[str, int]) -> bool:
-        flag = torch.tensor([float(stop["signal"] != 0)])
-        if self.dist.enabled:  # every process stops at the same step
-            flag = all_reduce_sum(flag.to(self.device), self.dist).cpu()
-        return bool(flag.item() > 0)
+    def _step_flags(self, stop: dict[str, int], loss: Tensor) -> tuple[bool, bool]:
+        """(stop after this step, the loss is finite), agreed by every process in one
+        all-reduce, so that all of them skip, step and stop together."""
+        if not self.dist.enabled:
+            return stop["signal"] != 0, bool(torch.isfinite(loss))
+        flags = torch.stack([torch.tensor(float(stop["signal"] != 0), device=self.device),
+                             (~torch.isfinite(loss.detach())).float()])
+        flags = all_reduce_sum(flags, self.dist).cpu()
+        return bool(flags[0] > 0), bool(flags[1] == 0)
 
     def validate(self) -> dict[str, float]:
         if len(self.val_x) == 0:
@@ -439,14 +483,16 @@ class Trainer:
                             if self.run_dir else "")
                     raise TrainingInterrupted(f"training stopped by signal {stop['signal']} "
                                               f"at {where}; a checkpoint was written{hint}")
-                self._end_epoch(time.perf_counter() - start)
+                self._end_epoch(start)
         barrier(self.dist)
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
         return self.model
 
-    def _end_epoch(self, seconds: float) -> None:
+    def _end_epoch(self, start: float) -> None:
+        """Validation, metrics, checkpoint. `seconds` counts training and validation, not the
+        checkpoint's I/O."""
         s, cfg = self.state, self.config
         totals = all_reduce_sum(self.epoch_stats.clone(), self.dist).cpu()
         count = max(float(totals[3]), 1.0)
@@ -455,6 +501,7 @@ class Trainer:
                                "train_reconstruction": float(totals[1]) / count,
                                "train_kl": float(totals[2]) / count}
         row.update(self.validate())
+        seconds = time.perf_counter() - start
         row.update({"lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": s.skipped,
                     "seconds": round(seconds, 3)})
         s.epoch += 1
@@ -465,14 +512,13 @@ class Trainer:
         if improved:
             s.best_val, s.best_epoch = score, s.epoch
             self.best_weights = copy.deepcopy(self.model.state_dict())
-            if self.run_dir is not None and self.dist.is_main:
-                save_weights(self.model, self.run_dir / MODEL_FILE,
-                             metadata={"epoch": s.epoch, "val_elbo": score})
         row["best_epoch"] = s.best_epoch
         s.history.append(row)
         self.last_good = self._snapshot()
         self._append_metrics(row)
         self.save_checkpoint()
+        if improved:  # after the checkpoint: a kill in between is repaired on resume
+            self._save_best()
         if self.dist.is_main and self.progress:
             val = f"  val ELBO {row['val_elbo']:.3f}" if "val_elbo" in row else ""
             tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train ELBO {row['train_elbo']:.3f}"
