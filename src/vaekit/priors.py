@@ -14,24 +14,27 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
-from vaekit.distributions import diagonal_normal
+from vaekit.distributions import StandardNormal, diagonal_normal
 from vaekit.flows import AffineCoupling, FlowDistribution
+from vaekit.posteriors import LOG_VAR_RANGE
 
 
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I)."""
 
     loc: Tensor
-    scale: Tensor
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
-        self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
+        self._cached: StandardNormal | None = None
 
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
-        return diagonal_normal(self.loc, scale=self.scale)
+        # The same distribution every call: build it once per device/dtype of the buffer.
+        if self._cached is None or self._cached.loc_ is not self.loc:
+            self._cached = StandardNormal(self.loc)
+        return self._cached
 
 
 class MixturePrior(nn.Module):
@@ -44,9 +47,9 @@ class MixturePrior(nn.Module):
         self.logits = nn.Parameter(torch.zeros(components))
 
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
-        scale = (0.5 * self.log_vars.clamp(-14, 10)).exp()
+        components = diagonal_normal(self.means, self.log_vars.clamp(*LOG_VAR_RANGE))
         return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False),
-                                 diagonal_normal(self.means, scale=scale), validate_args=False)
+                                 components, validate_args=False)
 
 
 class VampPrior(nn.Module):
@@ -79,16 +82,14 @@ class FlowPrior(nn.Module):
     """p(z): N(0, I) pushed through K affine couplings (RealNVP) with global parameters."""
 
     loc: Tensor
-    scale: Tensor
 
     def __init__(self, latent_dim: int, steps: int) -> None:
         super().__init__()
         self.flows = nn.ModuleList(AffineCoupling(latent_dim, 0, index=i) for i in range(steps))
         self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
-        self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
-        base = diagonal_normal(self.loc, scale=self.scale)
+        base = StandardNormal(self.loc)
         return FlowDistribution(base, [flow() for flow in self.flows])
 
 

@@ -7,6 +7,7 @@ from functools import singledispatch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
+from vaekit.distributions.gaussian import DiagonalNormal, StandardNormal
 from vaekit.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -18,8 +19,10 @@ from vaekit.distributions.likelihoods import (
 __all__ = [
     "LIKELIHOODS",
     "BernoulliLikelihood",
+    "DiagonalNormal",
     "GaussianLikelihood",
     "Likelihood",
+    "StandardNormal",
     "analytic_kl",
     "bits_per_dim",
     "diagonal_normal",
@@ -28,14 +31,12 @@ __all__ = [
 
 
 def diagonal_normal(loc: Tensor, log_var: Tensor | None = None,
-                    scale: Tensor | None = None) -> Independent:
-    """N(loc, diag(sigma^2)) with the last dimension as the event, from log sigma^2 or sigma.
-    Argument validation is off: it costs a device sync per call on the training hot path, and
-    the log-variances are clamped upstream."""
-    if scale is None:
-        assert log_var is not None
-        scale = (0.5 * log_var).exp()
-    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+                    scale: Tensor | None = None) -> DiagonalNormal:
+    """N(loc, diag(sigma^2)) with the last dimension as the event, from log sigma^2 or sigma."""
+    if log_var is None:
+        assert scale is not None
+        log_var = 2 * scale.log()
+    return DiagonalNormal(loc, log_var)
 
 
 def analytic_kl(q: Distribution, p: Distribution) -> Tensor | None:
@@ -52,6 +53,11 @@ def rsample_and_log_prob(q: Distribution, noise: Tensor) -> tuple[Tensor, Tensor
     shape (k, *q.batch_shape, latent_dim). Passing the noise in (rather than drawing it inside)
     lets the trainer give every process of a distributed run its slice of one global draw."""
     raise TypeError(f"no reparameterization registered for {type(q).__name__}")
+
+
+@rsample_and_log_prob.register
+def _(q: DiagonalNormal, noise: Tensor) -> tuple[Tensor, Tensor]:
+    return q.rsample_from_noise(noise)
 
 
 @rsample_and_log_prob.register

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
@@ -41,11 +42,22 @@ class BernoulliLikelihood(Likelihood):
     support = (0.0, 1.0)
 
     def forward(self, params: Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=params, validate_args=False), len(self.event_shape),
-                           validate_args=False)
+        return _BernoulliEvent(Bernoulli(logits=params, validate_args=False),
+                               len(self.event_shape), validate_args=False)
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
+
+
+class _BernoulliEvent(Independent):
+    """Independent Bernoulli whose log_prob is one fused cross-entropy: x (B, ...) broadcasts
+    against logits (k, B, ...) without torch.distributions' generic broadcasting machinery."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        logits = self.base_dist.logits
+        ce = F.binary_cross_entropy_with_logits(logits, value.expand_as(logits),
+                                                reduction="none")
+        return -ce.flatten(-self.reinterpreted_batch_ndims).sum(-1)
 
 
 class GaussianLikelihood(Likelihood):

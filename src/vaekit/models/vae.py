@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -13,17 +13,23 @@ from torch.distributions import Distribution
 from vaekit.distributions import Likelihood, analytic_kl, rsample_and_log_prob
 
 
-@dataclass
 class LogWeightTerms:
     """The pieces of log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), each of shape (k, B),
-    and the analytic KL(q(z|x) || p(z)) of shape (B,) where a closed form exists."""
+    for samples z (k, B, L), and the analytic KL(q(z|x) || p(z)) of shape (B,) where a closed
+    form exists. log p(z) and the KL are computed on first use: the ELBO with an analytic KL
+    never needs log p(z), and the IWAE bound never needs the KL."""
 
-    log_px_z: Tensor
-    log_pz: Tensor
-    log_qz: Tensor
-    kl: Tensor | None
-    q: Distribution | None = None
-    p: Distribution | None = None
+    def __init__(self, log_px_z: Tensor, log_qz: Tensor, z: Tensor, q: Distribution,
+                 p: Distribution) -> None:
+        self.log_px_z, self.log_qz, self.z, self.q, self.p = log_px_z, log_qz, z, q, p
+
+    @cached_property
+    def log_pz(self) -> Tensor:
+        return self.p.log_prob(self.z)
+
+    @cached_property
+    def kl(self) -> Tensor | None:
+        return analytic_kl(self.q, self.p)
 
     @property
     def log_w(self) -> Tensor:
@@ -80,7 +86,7 @@ class VAE(nn.Module):
         z, log_qz = rsample_and_log_prob(q, noise)  # (k, B, L), (k, B)
         p_z = self.prior(self.posterior) if p is None else p
         log_px_z = self.decode(z).log_prob(x)  # x broadcasts over k
-        return LogWeightTerms(log_px_z, p_z.log_prob(z), log_qz, analytic_kl(q, p_z), q, p_z)
+        return LogWeightTerms(log_px_z, log_qz, z, q, p_z)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:
         """log p(x, z_k) - log q(z_k|x), shape (k, B)."""
