@@ -15,7 +15,9 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +88,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--chunks", default="1024,50000", help="chunk_rows settings to compare")
+    p.add_argument("--pythae-python", default=".venv-pythae/bin/python",
+                   help="python of an environment with pythae installed (skipped if missing)")
     p.add_argument("--which", choices=["vaekit", "minimal"], help=argparse.SUPPRESS)
     p.add_argument("--chunk-rows", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -102,6 +106,20 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
+    pythae = None
+    if Path(args.pythae_python).exists():
+        import numpy as np
+
+        data_file = str(Path(tempfile.mkdtemp()) / "mnist.npz")
+        test = load_dataset("mnist", args.data_dir).test[:args.n]
+        np.savez(data_file, train=test[:1].numpy(), val=test[:1].numpy(),
+                 test=binarize_fixed(test).numpy())
+        cmd = [args.pythae_python, str(Path(__file__).with_name("_pythae_worker.py")),
+               "--data", data_file, "--hidden", "200,200", "--latent", "50", "--activation",
+               "tanh", "--nll", str(args.k), "--n", str(args.n)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        pythae = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+        print(json.dumps({"which": "pythae get_nll", "seconds": round(pythae, 2)}), flush=True)
     print(f"\n| loop | chunk rows | seconds | (examples x k)/s | peak RSS MB |  (n={args.n}, "
           f"k={args.k})")
     print("|---|---|---|---|---|")
@@ -111,7 +129,8 @@ def main() -> None:
     for chunk in map(int, args.chunks.split(",")):
         m = next(r for r in rows if r["which"] == "minimal" and r["chunk_rows"] == chunk)
         v = next(r for r in rows if r["which"] == "vaekit" and r["chunk_rows"] == chunk)
-        print(f"chunk {chunk}: vaekit speed / minimal = {m['seconds'] / v['seconds']:.2f}x")
+        print(f"chunk {chunk}: vaekit speed / minimal = {m['seconds'] / v['seconds']:.2f}x" + (
+            f", / Pythae get_nll = {pythae / v['seconds']:.2f}x" if pythae else ""))
 
 
 if __name__ == "__main__":
