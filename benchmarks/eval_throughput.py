@@ -1,6 +1,7 @@
 """Evaluation throughput of the importance-weighted estimator: (examples x k) per second and peak
 memory (the RSS high-water mark of a fresh process) for two chunk settings, against a minimal
-importance-sampling loop written here, on the 784-200-200-50 tanh model.
+importance-sampling loop written here, on the 784-200-200-50 tanh model. vaekit runs eagerly
+and through torch.compile (`log_likelihood(compile=True)`; compilation time included).
 
     python benchmarks/eval_throughput.py --data-dir ../shared/data/mnist --n 1000 --k 1000
 
@@ -91,7 +92,8 @@ def measure(args: argparse.Namespace) -> dict:
         ll = minimal_log_likelihood(model, x, args.k, args.chunk_rows)
         value = float(ll.mean())
     else:
-        value = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows).mean
+        value = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows,
+                               compile=args.which == "vaekit compiled").mean
     seconds = time.perf_counter() - start
     return {"which": args.which, "chunk_rows": args.chunk_rows, "n": len(x), "k": args.k,
             "seconds": round(seconds, 2), "samples_per_s": round(len(x) * args.k / seconds),
@@ -109,7 +111,8 @@ def main() -> None:
     p.add_argument("--chunks", default="1024,50000", help="chunk_rows settings to compare")
     p.add_argument("--pythae-python", default=".venv-pythae/bin/python",
                    help="python of an environment with pythae installed (skipped if missing)")
-    p.add_argument("--which", choices=["vaekit", "minimal"], help=argparse.SUPPRESS)
+    p.add_argument("--which", choices=["vaekit", "vaekit compiled", "minimal"],
+                   help=argparse.SUPPRESS)
     p.add_argument("--chunk-rows", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.which:  # a worker: one measurement in this fresh process
@@ -117,7 +120,7 @@ def main() -> None:
         return
     rows = []
     for chunk in map(int, args.chunks.split(",")):
-        for which in ("minimal", "vaekit"):
+        for which in ("minimal", "vaekit", "vaekit compiled"):
             cmd = [sys.executable, __file__, "--which", which, "--chunk-rows", str(chunk),
                    "--data-dir", args.data_dir, "--n", str(args.n), "--k", str(args.k)]
             if args.run:
@@ -147,9 +150,10 @@ def main() -> None:
               f"{r['peak_rss_mb']} | {r['peak_rss_above_start_mb']} |")
     for chunk in map(int, args.chunks.split(",")):
         m = next(r for r in rows if r["which"] == "minimal" and r["chunk_rows"] == chunk)
-        v = next(r for r in rows if r["which"] == "vaekit" and r["chunk_rows"] == chunk)
-        print(f"chunk {chunk}: vaekit speed / minimal = {m['seconds'] / v['seconds']:.2f}x" + (
-            f", / Pythae get_nll = {pythae / v['seconds']:.2f}x" if pythae else ""))
+        for which in ("vaekit", "vaekit compiled"):
+            v = next(r for r in rows if r["which"] == which and r["chunk_rows"] == chunk)
+            print(f"chunk {chunk}: {which} speed / minimal = {m['seconds'] / v['seconds']:.2f}x"
+                  + (f", / Pythae get_nll = {pythae / v['seconds']:.2f}x" if pythae else ""))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir", default="../shared/data/mnist")
     p.add_argument("--target", type=float, default=-105.0, help="test ELBO to reach (nats)")
-    p.add_argument("--max-epochs", type=int, default=15)
+    p.add_argument("--max-epochs", type=int, default=8)
     p.add_argument("--latent-dim", type=int, default=32)
     args = p.parse_args()
     data = load_dataset("mnist", args.data_dir, val_fraction=0.0)

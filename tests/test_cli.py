@@ -63,6 +63,21 @@ def test_new_data_is_scored_and_encoded_row_by_row_in_file_order(
     assert torch.allclose(torch.from_numpy(np.load(tmp_path / "c.npz")["mean"]), expected)
 
 
+def test_a_run_trained_on_a_relative_path_is_evaluated_from_anywhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.json records where the data was as an absolute path."""
+    from vaekit.data import binarize_fixed, load_dataset
+
+    (tmp_path / "work").mkdir()
+    np.save(tmp_path / "work" / "x.npy", binarize_fixed(load_dataset("digits").train).numpy())
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["train", "--data", "x.npy", "--out", "run", "--epochs", "1", "--quiet"]) == 0
+    config = json.loads((tmp_path / "work" / "run" / "config.json").read_text())["config"]
+    assert config["data"] == str(tmp_path / "work" / "x.npy")
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "work/run", "--split", "val"]) == 0
+
+
 def test_config_file_values_are_used_and_flags_override_them(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("latent-dim: 3\nhidden: [16]\nepochs: 5\n")
     assert main(["train", "--config", str(tmp_path / "c.yaml"), "--epochs", "1", "--quiet",

@@ -63,6 +63,22 @@ def test_gaussian_likelihood_is_normalised_in_one_dimension(variance: str) -> No
     assert n_params == {"fixed": 0, "shared": 1, "diagonal": 1}[variance]
 
 
+def test_gaussian_mixture_log_prob_matches_torchs_mixture() -> None:
+    """The matmul-expanded mixture density equals torch's MixtureSameFamily, narrow and wide
+    components alike, for samples of any batch shape."""
+    from torch.distributions import Categorical, MixtureSameFamily
+
+    from vaekit.distributions import DiagonalGaussianMixture
+
+    torch.manual_seed(0)
+    loc, log_var = torch.randn(30, 5).double(), (4 * torch.rand(30, 5) - 6).double()
+    logits = torch.randn(30).double()
+    ours = DiagonalGaussianMixture(logits, diagonal_normal(loc, log_var))
+    reference = MixtureSameFamily(Categorical(logits=logits), diagonal_normal(loc, log_var))
+    z = torch.cat([reference.sample((3, 4)), 3 * torch.randn(3, 4, 5).double()])
+    torch.testing.assert_close(ours.log_prob(z), reference.log_prob(z))
+
+
 def test_bits_per_dim() -> None:
     assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     # A density of 1 on [0, 1]^D is 8 bits/dim once 8-bit bins are accounted for.

@@ -87,6 +87,31 @@ def test_chunking_changes_memory_not_the_estimate() -> None:
     assert abs(float(a.mean() - b.mean())) < 0.2  # different draws, the same estimate
 
 
+def test_chunks_of_k_are_as_equal_as_possible() -> None:
+    from vaekit.evaluate.likelihood import _chunking
+
+    assert _chunking(5000, 10_000, 1024) == (1, 1000)  # 5 x 1000, not 4 x 1024 + 904
+    assert _chunking(1000, 10, 1024) == (1, 1000)
+    assert _chunking(100, 37, 1024) == (10, 100)
+    assert _chunking(7, 3, 1024) == (3, 7)
+
+
+def test_compiled_estimate_equals_the_eager_one() -> None:
+    """torch.compile changes the speed, not the number: the same noise gives the same estimate
+    (and the compilation really happens: a fallback to eager would warn)."""
+    import warnings
+
+    model = vaekit.build_model(Config(latent_dim=4, hidden=(16,), prior="vamp",
+                                      pseudo_inputs=7), (20,))
+    x = torch.bernoulli(torch.rand(6, 20))
+    eager = log_likelihood(model, x, k=50, chunk_rows=20, seed=3, compile=False).per_example
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        compiled = log_likelihood(model, x, k=50, chunk_rows=20, seed=3,
+                                  compile=True).per_example
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)
+
+
 def test_factor_analysis_vae_matches_sklearn(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     w = rng.normal(size=(8, 2))

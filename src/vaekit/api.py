@@ -55,7 +55,7 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
         config = prepare_resume(Path(resume), options)
     else:
         config = (config or Config()).replace(**options) if options else (config or Config())
-        config.validate()
+        config = _absolute_paths(config.validate())
         run_dir = (Path(out) if out is not None else default_run_dir(config)) if save else None
         if run_dir is not None and run_dir.exists() and ((run_dir / CHECKPOINT_FILE).exists()
                                  or (run_dir / MODEL_FILE).exists()):
@@ -69,6 +69,17 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
         write_pictures(model, data, run_dir, trainer.state.history,
                        resolve_binarize(config, data))
     return TrainResult(model, run_dir, trainer.state.history)
+
+
+def _absolute_paths(config: Config) -> Config:
+    """The data directory and a data file as absolute paths, so that the run's config.json
+    still finds them when `vaekit evaluate` runs from another directory."""
+    changes: dict[str, str] = {}
+    if config.data_dir:
+        changes["data_dir"] = str(Path(config.data_dir).expanduser().absolute())
+    if Path(config.data).suffix in (".npy", ".npz") or Path(config.data).exists():
+        changes["data"] = str(Path(config.data).expanduser().absolute())
+    return config.replace(**changes) if changes else config
 
 
 def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None, progress: bool = False,

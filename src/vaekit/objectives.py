@@ -22,8 +22,9 @@ def elbo(t: LogWeightTerms, beta: float | Tensor = 1.0) -> dict[str, Tensor]:
     """
     reconstruction = t.log_px_z.mean(0)  # (B,)
     kl = t.kl if t.kl is not None else (t.log_qz - t.log_pz).mean(0)
-    return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl,
-            "objective": reconstruction - beta * kl}
+    bound = reconstruction - kl
+    objective = bound if isinstance(beta, float) and beta == 1.0 else reconstruction - beta * kl
+    return {"elbo": bound, "reconstruction": reconstruction, "kl": kl, "objective": objective}
 
 
 def iwae_bound(log_w: Tensor) -> Tensor:

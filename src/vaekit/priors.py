@@ -12,9 +12,14 @@ from typing import cast
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, MixtureSameFamily
+from torch.distributions import Distribution
 
-from vaekit.distributions import StandardNormal, diagonal_normal
+from vaekit.distributions import (
+    DiagonalGaussianMixture,
+    DiagonalNormal,
+    StandardNormal,
+    diagonal_normal,
+)
 from vaekit.flows import AffineCoupling, FlowDistribution
 from vaekit.posteriors import LOG_VAR_RANGE
 
@@ -48,8 +53,7 @@ class MixturePrior(nn.Module):
 
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
         components = diagonal_normal(self.means, self.log_vars.clamp(*LOG_VAR_RANGE))
-        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False),
-                                 components, validate_args=False)
+        return DiagonalGaussianMixture(self.logits, components)
 
 
 class VampPrior(nn.Module):
@@ -70,12 +74,11 @@ class VampPrior(nn.Module):
     def forward(self, posterior: nn.Module | None = None) -> Distribution:
         if posterior is None or not hasattr(posterior, "gaussian"):
             raise ValueError("the VampPrior is built from the model's posterior")
-        gaussian = cast(Callable[[Tensor], Distribution], posterior.gaussian)
+        gaussian = cast(Callable[[Tensor], DiagonalNormal], posterior.gaussian)
         q = gaussian(self.pseudo_inputs)  # batch (K,), event (L,)
         k = self.pseudo_inputs.shape[0]
         uniform = torch.full((k,), -math.log(k), device=self.pseudo_inputs.device)
-        return MixtureSameFamily(Categorical(logits=uniform, validate_args=False), q,
-                                 validate_args=False)
+        return DiagonalGaussianMixture(uniform, q)
 
 
 class FlowPrior(nn.Module):

@@ -7,7 +7,7 @@ from functools import singledispatch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from vaekit.distributions.gaussian import DiagonalNormal, StandardNormal
+from vaekit.distributions.gaussian import DiagonalGaussianMixture, DiagonalNormal, StandardNormal
 from vaekit.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -19,6 +19,7 @@ from vaekit.distributions.likelihoods import (
 __all__ = [
     "LIKELIHOODS",
     "BernoulliLikelihood",
+    "DiagonalGaussianMixture",
     "DiagonalNormal",
     "GaussianLikelihood",
     "Likelihood",

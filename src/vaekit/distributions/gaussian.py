@@ -14,7 +14,7 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Independent, Normal, register_kl
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, register_kl
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -61,3 +61,31 @@ def _kl_diagonal_standard(q: DiagonalNormal, p: StandardNormal) -> Tensor:
 def _kl_diagonal_diagonal(q: DiagonalNormal, p: DiagonalNormal) -> Tensor:
     return 0.5 * (p.log_var - q.log_var + (q.log_var.exp() + (q.loc_ - p.loc_) ** 2)
                   / p.log_var.exp() - 1).sum(-1)
+
+
+class DiagonalGaussianMixture(MixtureSameFamily):
+    """sum_k pi_k N(mu_k, diag(sigma_k^2)): a MixtureSameFamily whose log_prob never builds the
+    (samples, components, latent) tensor of differences. Each component's squared distance is
+    expanded into two matrix products,
+
+        sum_j (z_j - mu_kj)^2 / s_kj = (z^2) @ (1/s_k) - 2 z @ (mu_k/s_k) + sum_j mu_kj^2 / s_kj,
+
+    taken in float64 because the expansion cancels large terms (a VampPrior's components can
+    be narrow). For 1,000 samples of 50 dimensions against 500 components this is two small
+    matmuls instead of 100 MB of temporaries."""
+
+    def __init__(self, logits: Tensor, components: DiagonalNormal) -> None:
+        super().__init__(Categorical(logits=logits, validate_args=False), components,
+                         validate_args=False)
+        self.components = components
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        c = self.components
+        z = value.double()  # (..., L)
+        log_var = c.log_var.double()  # (K, L)
+        precision = (-log_var).exp()
+        weighted_mean = c.loc_.double() * precision
+        const = (c.loc_.double() * weighted_mean + log_var).sum(-1) + log_var.shape[-1] * _LOG_2PI
+        sq = (z * z) @ precision.T - 2 * (z @ weighted_mean.T) + const  # (..., K)
+        log_pi = torch.log_softmax(self.mixture_distribution.logits.double(), -1)
+        return torch.logsumexp(log_pi - 0.5 * sq, dim=-1).to(value.dtype)

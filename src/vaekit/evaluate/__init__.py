@@ -32,12 +32,14 @@ __all__ = [
 
 
 def evaluate(model: VAE, x: Tensor, k: int = 1, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-             bin_width: float | None = None, seed: int = 0,
-             progress: bool = False) -> dict[str, Any]:
-    """The evaluation report of `vaekit evaluate`: mean nats per example and diagnostics."""
+             bin_width: float | None = None, seed: int = 0, progress: bool = False,
+             compile: bool | None = None) -> dict[str, Any]:
+    """The evaluation report of `vaekit evaluate`: mean nats per example and diagnostics
+    (`compile` as in `log_likelihood`)."""
     start = time.perf_counter()
     terms = dataset_elbo(model, x, seed=seed)
-    ll = log_likelihood(model, x, k=k, chunk_rows=chunk_rows, seed=seed, progress=progress)
+    ll = log_likelihood(model, x, k=k, chunk_rows=chunk_rows, seed=seed, progress=progress,
+                        compile=compile)
     kl_dims = kl_per_dimension(model, x)
     report: dict[str, Any] = {
         "elbo": float(terms["elbo"].double().mean()),

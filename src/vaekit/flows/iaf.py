@@ -40,6 +40,9 @@ class MADE(nn.Module):
         self.mid = MaskedLinear(hidden, hidden, deg_h[:, None] >= deg_h[None, :])
         out_mask = (deg_in[:, None] > deg_h[None, :]).repeat(2, 1)
         self.out = MaskedLinear(hidden, 2 * dim, out_mask)
+        with torch.no_grad():  # m and s start near 0: each step starts as z' = sigmoid(bias) z
+            self.out.weight.mul_(0.01)
+            self.out.bias.zero_()
         self.context = nn.Linear(context_dim, hidden) if context_dim else None
         self.order: Tensor
         self.register_buffer("order", order, persistent=False)

@@ -209,8 +209,11 @@ class Trainer:
         self.perm_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.epoch_perm: Tensor | None = None
-        # [unused, sum of reconstruction, sum of KL, examples]; ELBO = reconstruction - KL
+        # [unused, sum of reconstruction, sum of KL, examples]; ELBO = reconstruction - KL.
+        # The count is kept as a Python int during the epoch (one tensor op less per step)
+        # and written into the tensor before every reduction or checkpoint.
         self.epoch_stats = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self.epoch_examples = 0
 
         self.train_x = data.train.to(self.device)
         world = self.dist.world_size
@@ -252,6 +255,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Called by every process (the epoch's partial sums are gathered); rank 0 writes."""
+        self.epoch_stats[3] = self.epoch_examples
         stats = all_reduce_sum(self.epoch_stats.clone(), self.dist)
         if self.run_dir is None or not self.dist.is_main:
             return
@@ -296,6 +300,7 @@ class Trainer:
         self.epoch_stats = tensors["epoch.stats"].to(self.device)
         if not self.dist.is_main:  # rank 0 carries the sum over all processes
             self.epoch_stats.zero_()
+        self.epoch_examples = int(self.epoch_stats[3])
         self.epoch_perm = tensors.get("epoch.perm")
         if self.state.best_epoch >= 0:
             best, meta = (load_tensors(self.run_dir / MODEL_FILE)
@@ -394,6 +399,7 @@ class Trainer:
         if s.step_in_epoch == 0 or self.epoch_perm is None:
             self.epoch_perm = torch.randperm(n, generator=self.perm_generator)
             self.epoch_stats.zero_()
+            self.epoch_examples = 0
         perm = self.epoch_perm.to(self.device)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if cfg.bf16 and self.device.type == "cuda" else nullcontext())
@@ -404,8 +410,9 @@ class Trainer:
         for step in bar:
             progress = (s.epoch + step / steps) / cfg.epochs
             lr = lr_at(cfg, progress) * s.lr_scale
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            if lr != self.optimizer.param_groups[0]["lr"]:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
             idx = perm[step * batch:(step + 1) * batch]  # the global batch
             x = self.train_x[idx]
             if self.binarize == "dynamic":
@@ -428,7 +435,7 @@ class Trainer:
                 self.optimizer.step()
                 s.consecutive_skips = 0
                 self.epoch_stats[1:3] += stats
-                self.epoch_stats[3] += local
+                self.epoch_examples += local
             else:
                 s.skipped += 1
                 s.consecutive_skips += 1
@@ -441,8 +448,8 @@ class Trainer:
                     s.consecutive_skips = 0
             s.global_step += 1
             s.step_in_epoch = step + 1
-            if self.progress and self.dist.is_main and step % 25 == 0 and self.epoch_stats[3] > 0:
-                running = (self.epoch_stats[1] - self.epoch_stats[2]) / self.epoch_stats[3]
+            if self.progress and self.dist.is_main and step % 25 == 0 and self.epoch_examples:
+                running = (self.epoch_stats[1] - self.epoch_stats[2]) / self.epoch_examples
                 bar.set_postfix(elbo=f"{running.item():.2f}")
             if stop_now:
                 bar.close()
@@ -466,7 +473,7 @@ class Trainer:
         """(stop after this step, the loss is finite), agreed by every process in one
         all-reduce, so that all of them skip, step and stop together."""
         if not self.dist.enabled:
-            return stop["signal"] != 0, bool(torch.isfinite(loss))
+            return stop["signal"] != 0, math.isfinite(loss.item())
         flags = torch.stack([torch.tensor(float(stop["signal"] != 0), device=self.device),
                              (~torch.isfinite(loss.detach())).float()])
         flags = all_reduce_sum(flags, self.dist).cpu()
@@ -516,6 +523,7 @@ class Trainer:
         """Validation, metrics, checkpoint. `seconds` counts training and validation, not the
         checkpoint's I/O."""
         s, cfg = self.state, self.config
+        self.epoch_stats[3] = self.epoch_examples
         totals = all_reduce_sum(self.epoch_stats.clone(), self.dist).cpu()
         count = max(float(totals[3]), 1.0)
         row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
