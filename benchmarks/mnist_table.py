@@ -101,7 +101,8 @@ def main() -> None:
         config = vaekit.Config(**{**BASE, **options, "activation": args.network,
                                   "epochs": args.epochs,
                                   "data_dir": args.data_dir})
-        out = results_path.parent / name.replace(" ", "_").replace(",", "").replace("=", "")
+        out = results_path.parent / (name.replace(" ", "_").replace(",", "").replace("=", "")
+                                     + ("" if args.epochs == 10 else f"_{args.epochs}_epochs"))
         start = time.perf_counter()
         with monte_carlo_kl(mc_kl):
             result = vaekit.train(config, data=data, out=out, progress=False, pictures=False)

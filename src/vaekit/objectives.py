@@ -16,9 +16,11 @@ from vaekit.models.vae import LogWeightTerms
 def elbo(t: LogWeightTerms, beta: float | Tensor = 1.0) -> dict[str, Tensor]:
     """ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)) (Kingma & Welling 2014, eq. 3).
 
-    The KL is analytic where torch registers a closed form (Gaussian q, Gaussian p; appendix B)
-    and the Monte Carlo estimate mean_k[log q(z_k|x) - log p(z_k)] otherwise. `objective` is
-    reconstruction - beta * KL, what training maximises (beta < 1 during KL warm-up).
+    The KL is analytic where torch registers a closed form (Gaussian q, Gaussian p; appendix B),
+    analytic up to a low-variance Monte Carlo correction for a flow posterior on a Gaussian
+    base (`LogWeightTerms.kl`), and the estimate mean_k[log q(z_k|x) - log p(z_k)] otherwise.
+    `objective` is reconstruction - beta * KL, what training maximises (beta < 1 during KL
+    warm-up).
     """
     reconstruction = t.log_px_z.mean(0)  # (B,)
     kl = t.kl if t.kl is not None else (t.log_qz - t.log_pz).mean(0)
