@@ -47,6 +47,11 @@ from vaekit.train.state import optimizer_from_tensors, optimizer_to_tensors
 
 #: Consecutive non-finite steps before rolling back to the last good epoch at half the rate.
 MAX_CONSECUTIVE_SKIPS = 10
+#: On a GPU the host reads the skip counters and the stop flag every this many steps: reading
+#: a device tensor waits for the whole queue, which at small batches costs more than the step.
+#: On a CPU reading costs nothing, so it looks at every step.
+GPU_CHECK_EVERY = 50
+CPU_CHECK_EVERY = 1
 MAX_ROLLBACKS = 3
 #: Fields that may change when a run is resumed; the rest define the run.
 RESUMABLE_OVERRIDES = ("epochs", "device", "threads", "compile", "bf16")
@@ -146,15 +151,16 @@ class LossModule(nn.Module):
         self.objective, self.free_bits = objective, free_bits
 
     def forward(self, x: Tensor, noise: Tensor, beta: float | Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, [sum of reconstruction, sum of KL] over the batch, detached)."""
+        """(loss, [sum of reconstruction, sum of KL, examples] over the batch, detached)."""
         t = self.model.terms(x, noise=noise)
         out = elbo(t, beta)
         if self.objective == "elbo" and not self.free_bits:
             loss = -out["objective"].mean()
         else:
             loss = training_loss(t, self.objective, beta, self.free_bits)
-        stats = torch.stack([out["reconstruction"], out["kl"]]).sum(1)
-        return loss, stats.detach()
+        rec = out["reconstruction"].detach()
+        stats = torch.stack([rec.sum(), out["kl"].detach().sum(), rec.new_full((), len(rec))])
+        return loss, stats
 
 
 @contextmanager
@@ -203,17 +209,24 @@ class Trainer:
         self.model = build_model(config, data.event_shape).to(self.device)
         self.optimizer = make_adam(self.model, config.lr)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
-        self._found_inf = torch.zeros(1, device=self.device)
-        self._one = torch.ones(1, device=self.device)
+        self._bad_step = torch.zeros((), device=self.device)  # 1 where this step is skipped
+        self._one = torch.ones((), device=self.device)
+        # [skipped steps since the host last looked, current run of consecutive skips]
+        self._fault_counts = torch.zeros(2, device=self.device)
+        # A fused Adam skips its update on the device where `found_inf` is set, so the host
+        # need not look at every step; elsewhere the step is skipped from the host.
+        self._device_skip = "fused" in self.optimizer.defaults and bool(
+            self.optimizer.defaults["fused"])
+        if self._device_skip:
+            self.optimizer.found_inf = self._bad_step  # type: ignore[attr-defined]
+        self.check_every = GPU_CHECK_EVERY if self._device_skip and \
+            self.device.type == "cuda" else CPU_CHECK_EVERY
         self.state = TrainState()
         self.perm_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.epoch_perm: Tensor | None = None
-        # [unused, sum of reconstruction, sum of KL, examples]; ELBO = reconstruction - KL.
-        # The count is kept as a Python int during the epoch (one tensor op less per step)
-        # and written into the tensor before every reduction or checkpoint.
+        # [unused, sum of reconstruction, sum of KL, examples]; ELBO = reconstruction - KL
         self.epoch_stats = torch.zeros(4, dtype=torch.float64, device=self.device)
-        self.epoch_examples = 0
 
         self.train_x = data.train.to(self.device)
         world = self.dist.world_size
@@ -255,7 +268,6 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Called by every process (the epoch's partial sums are gathered); rank 0 writes."""
-        self.epoch_stats[3] = self.epoch_examples
         stats = all_reduce_sum(self.epoch_stats.clone(), self.dist)
         if self.run_dir is None or not self.dist.is_main:
             return
@@ -300,7 +312,6 @@ class Trainer:
         self.epoch_stats = tensors["epoch.stats"].to(self.device)
         if not self.dist.is_main:  # rank 0 carries the sum over all processes
             self.epoch_stats.zero_()
-        self.epoch_examples = int(self.epoch_stats[3])
         self.epoch_perm = tensors.get("epoch.perm")
         if self.state.best_epoch >= 0:
             best, meta = (load_tensors(self.run_dir / MODEL_FILE)
@@ -399,7 +410,6 @@ class Trainer:
         if s.step_in_epoch == 0 or self.epoch_perm is None:
             self.epoch_perm = torch.randperm(n, generator=self.perm_generator)
             self.epoch_stats.zero_()
-            self.epoch_examples = 0
         perm = self.epoch_perm.to(self.device)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if cfg.bf16 and self.device.type == "cuda" else nullcontext())
@@ -429,55 +439,75 @@ class Trainer:
                 loss, stats = self.loss_fn(x[mine], noise[:, mine], beta)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grads_ok = self._clip_and_check_gradients()
-            stop_now, loss_ok = self._step_flags(stop, loss)
-            if grads_ok and loss_ok:
+            bad = self._flag_non_finite(loss)  # on the device: no host sync
+            if self._device_skip:
+                self.optimizer.step()  # a no-op on the device where `bad` is set
+            elif not bad.item():
                 self.optimizer.step()
-                s.consecutive_skips = 0
-                self.epoch_stats[1:3] += stats
-                self.epoch_examples += local
-            else:
-                s.skipped += 1
-                s.consecutive_skips += 1
-                self.optimizer.zero_grad(set_to_none=True)
-                if s.skipped == 1:
-                    self._log(f"warning: non-finite loss or gradient at step {s.global_step}; "
-                              "update skipped (skips are counted in metrics.jsonl)")
-                if s.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                    self._rollback("the loss or gradient was NaN/Inf")
-                    s.consecutive_skips = 0
+            self.epoch_stats[1:].add_(torch.where(bad > 0, 0.0, stats))
+            counts = self._fault_counts
+            counts[0] += bad
+            counts[1] = (counts[1] + bad) * bad
             s.global_step += 1
             s.step_in_epoch = step + 1
-            if self.progress and self.dist.is_main and step % 25 == 0 and self.epoch_examples:
-                running = (self.epoch_stats[1] - self.epoch_stats[2]) / self.epoch_examples
-                bar.set_postfix(elbo=f"{running.item():.2f}")
+            stop_now = False
+            if (step + 1) % self.check_every == 0 or step + 1 == steps:
+                stop_now = self._agree_to_stop(stop)
+                self._read_fault_counts()
+            if self.progress and self.dist.is_main and step % max(25, self.check_every) == 0:
+                count = self.epoch_stats[3].item()
+                if count:
+                    running = (self.epoch_stats[1] - self.epoch_stats[2]) / count
+                    bar.set_postfix(elbo=f"{running.item():.2f}")
             if stop_now:
                 bar.close()
                 return False
         bar.close()
         return True
 
-    def _clip_and_check_gradients(self) -> bool:
-        """Clip the gradient norm to --grad-clip; report whether every gradient is finite.
-        Without clipping, one fused non-finite check replaces the norm (5x cheaper)."""
-        params = self._params
+    def _flag_non_finite(self, loss: Tensor) -> Tensor:
+        """Clip the gradient norm to --grad-clip, and set the step's flag (a 0-d tensor that
+        stays on the device) to 1 if a gradient or the loss is NaN/Inf. Without clipping, one
+        fused non-finite check replaces the norm (5x cheaper). Under DDP only the gradients
+        count: they are averaged over the processes, so every process reaches the same flag
+        (a non-finite local loss makes them non-finite)."""
+        bad = self._bad_step
         if self.config.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-            return bool(torch.isfinite(norm))
-        grads = [p.grad for p in params if p.grad is not None]
-        self._found_inf.zero_()
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found_inf, self._one)
-        return bool(self._found_inf.item() == 0)
-
-    def _step_flags(self, stop: dict[str, int], loss: Tensor) -> tuple[bool, bool]:
-        """(stop after this step, the loss is finite), agreed by every process in one
-        all-reduce, so that all of them skip, step and stop together."""
+            norm = torch.nn.utils.clip_grad_norm_(self._params, self.config.grad_clip)
+            bad.copy_(~torch.isfinite(norm))
+        else:
+            grads = [p.grad for p in self._params if p.grad is not None]
+            bad.zero_()
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, bad, self._one)
         if not self.dist.enabled:
-            return stop["signal"] != 0, math.isfinite(loss.item())
-        flags = torch.stack([torch.tensor(float(stop["signal"] != 0), device=self.device),
-                             (~torch.isfinite(loss.detach())).float()])
-        flags = all_reduce_sum(flags, self.dist).cpu()
-        return bool(flags[0] > 0), bool(flags[1] == 0)
+            bad.logical_or_(~torch.isfinite(loss.detach()))
+        return bad
+
+    def _agree_to_stop(self, stop: dict[str, int]) -> bool:
+        """Whether a signal asked this or any other process to stop (one all-reduce)."""
+        if not self.dist.enabled:
+            return stop["signal"] != 0
+        flag = torch.full((), float(stop["signal"] != 0), device=self.device)
+        return bool(all_reduce_sum(flag, self.dist).item() > 0)
+
+    def _read_fault_counts(self) -> None:
+        """The host's look at the skip counters (every step on a CPU, every GPU_CHECK_EVERY
+        steps on a GPU): count the skips, and roll back after MAX_CONSECUTIVE_SKIPS in a row."""
+        s = self.state
+        skipped, consecutive = (int(v) for v in self._fault_counts.tolist())
+        self._fault_counts[0] = 0
+        if not skipped:
+            s.consecutive_skips = 0
+            return
+        if s.skipped == 0:
+            self._log(f"warning: non-finite loss or gradient at step {s.global_step - 1}; "
+                      "update skipped (skips are counted in metrics.jsonl)")
+        s.skipped += skipped
+        s.consecutive_skips = consecutive
+        if consecutive >= MAX_CONSECUTIVE_SKIPS:
+            self._rollback("the loss or gradient was NaN/Inf")
+            self._fault_counts.zero_()
+            s.consecutive_skips = 0
 
     def validate(self) -> dict[str, float]:
         if len(self.val_x) == 0:
@@ -523,7 +553,6 @@ class Trainer:
         """Validation, metrics, checkpoint. `seconds` counts training and validation, not the
         checkpoint's I/O."""
         s, cfg = self.state, self.config
-        self.epoch_stats[3] = self.epoch_examples
         totals = all_reduce_sum(self.epoch_stats.clone(), self.dist).cpu()
         count = max(float(totals[3]), 1.0)
         row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
