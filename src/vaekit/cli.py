@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add_compile(p: argparse.ArgumentParser) -> None:
         p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="decode through torch.compile (default: on a CPU from 5 million "
-                       "(sample, example) rows, where it is faster)")
+                       "(sample, example) rows, where it pays back its compilation)")
 
     p = sub.add_parser("evaluate", help="ELBO, importance-weighted log p(x), bits/dim, "
                        "active units", description="Evaluate a run on a data split. --k 1 gives "
