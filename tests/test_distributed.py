@@ -27,10 +27,13 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
-    r = _torchrun(2, "train", "--out", str(tmp_path / "ddp"), *FLAGS)
+@pytest.mark.parametrize("extra", [[], ["--free-bits", "0.3"]], ids=["elbo", "free-bits"])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
+                                                            extra: list[str]) -> None:
+    """Also with free bits, whose floor is decided on the global batch's per-dimension KL."""
+    r = _torchrun(2, "train", "--out", str(tmp_path / "ddp"), *FLAGS, *extra)
     assert r.returncode == 0, r.stderr[-3000:]
-    single = run_cli("train", "--out", str(tmp_path / "one"), *FLAGS)
+    single = run_cli("train", "--out", str(tmp_path / "one"), *FLAGS, *extra)
     assert single.returncode == 0, single.stderr
     a = load_tensors(tmp_path / "ddp" / "checkpoint.safetensors")[0]
     b = load_tensors(tmp_path / "one" / "checkpoint.safetensors")[0]

@@ -6,6 +6,7 @@ All values are per example, in nats, summed over data dimensions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -49,13 +50,18 @@ def kl_per_dimension(t: LogWeightTerms) -> Tensor | None:
 
 
 def training_loss(t: LogWeightTerms, objective: str = "elbo", beta: float | Tensor = 1.0,
-                  free_bits: float = 0.0) -> Tensor:
+                  free_bits: float = 0.0,
+                  global_mean: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """The minibatch loss that training minimises (a scalar):
 
     - `elbo`: -(E[log p(x|z)] - beta * KL), beta < 1 during warm-up (Bowman et al. 2016), > 1
       for a beta-VAE (Higgins et al. 2017). With free bits lambda (Kingma et al. 2016, eq. 15)
       each dimension's KL, averaged over the minibatch, costs max(lambda, KL_j).
     - `iwae`: -log (1/k) sum_k w_k (Burda et al. 2016), with k = the samples in `t`.
+
+    Under DDP `global_mean` maps this process's minibatch means to the whole global batch's
+    (an all-reduce, no gradient): which dimensions are above the free-bits floor is decided on
+    the global batch, so N processes train exactly as one.
     """
     if objective == "iwae":
         return -iwae_bound(t.log_w).mean()
@@ -63,12 +69,19 @@ def training_loss(t: LogWeightTerms, objective: str = "elbo", beta: float | Tens
     if free_bits > 0:
         per_dim = kl_per_dimension(t)
         if per_dim is not None:
-            kl = torch.clamp(per_dim.mean(0), min=free_bits).sum()
+            kl = _floored(per_dim.mean(0), free_bits, global_mean).sum()
         else:  # no per-dimension KL: the same floor, applied to the total
-            kl = torch.clamp(elbo(t)["kl"].mean(), min=free_bits * _latent_dim(t))
+            kl = _floored(elbo(t)["kl"].mean(), free_bits * _latent_dim(t), global_mean)
     else:
         kl = elbo(t)["kl"].mean()
     return -(reconstruction - beta * kl)
+
+
+def _floored(mean: Tensor, floor: float,
+             global_mean: Callable[[Tensor], Tensor] | None) -> Tensor:
+    """max(floor, mean), elementwise, with the comparison made on the global batch's mean."""
+    reference = mean if global_mean is None else global_mean(mean.detach())
+    return torch.where(reference > floor, mean, torch.full_like(mean, floor))
 
 
 def _latent_dim(t: LogWeightTerms) -> int:

@@ -145,10 +145,16 @@ def make_adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
 class LossModule(nn.Module):
     """Wraps the model's objective as a `forward`, the call DDP and torch.compile act on."""
 
-    def __init__(self, model: VAE, objective: str = "elbo", free_bits: float = 0.0) -> None:
+    def __init__(self, model: VAE, objective: str = "elbo", free_bits: float = 0.0,
+                 dist: DistInfo | None = None) -> None:
         super().__init__()
         self.model = model
         self.objective, self.free_bits = objective, free_bits
+        self.dist = dist or DistInfo()
+
+    def _global_mean(self, local_mean: Tensor) -> Tensor:
+        """The mean over the global batch of per-process means (equal shards)."""
+        return all_reduce_sum(local_mean.clone(), self.dist) / self.dist.world_size
 
     def forward(self, x: Tensor, noise: Tensor, beta: float | Tensor) -> tuple[Tensor, Tensor]:
         """(loss, [sum of reconstruction, sum of KL, examples] over the batch, detached)."""
@@ -157,7 +163,8 @@ class LossModule(nn.Module):
         if self.objective == "elbo" and not self.free_bits:
             loss = -out["objective"].mean()
         else:
-            loss = training_loss(t, self.objective, beta, self.free_bits)
+            loss = training_loss(t, self.objective, beta, self.free_bits,
+                                 self._global_mean if self.dist.enabled else None)
         rec = out["reconstruction"].detach()
         stats = torch.stack([rec.sum(), out["kl"].detach().sum(), rec.new_full((), len(rec))])
         return loss, stats
@@ -247,7 +254,7 @@ class Trainer:
         init_from_data = getattr(self.model.prior, "init_from_data", None)
         if init_from_data is not None:  # VampPrior: pseudo-inputs start at training examples
             init_from_data(self.train_x, torch.Generator().manual_seed(config.seed + 3))
-        loss_module = LossModule(self.model, config.objective, config.free_bits)
+        loss_module = LossModule(self.model, config.objective, config.free_bits, self.dist)
         self.loss_module: nn.Module = loss_module
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
