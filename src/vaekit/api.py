@@ -19,7 +19,7 @@ from torch import Tensor
 
 from vaekit.config import Config
 from vaekit.data import Dataset, check_array, load_dataset
-from vaekit.data.datasets import _split
+from vaekit.data.datasets import _split, array_file
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import VAE
 from vaekit.run import CHECKPOINT_FILE, MODEL_FILE, RunInfo, save_weights, write_run_info
@@ -77,8 +77,9 @@ def _absolute_paths(config: Config) -> Config:
     changes: dict[str, str] = {}
     if config.data_dir:
         changes["data_dir"] = str(Path(config.data_dir).expanduser().absolute())
-    if Path(config.data).suffix in (".npy", ".npz") or Path(config.data).exists():
-        changes["data"] = str(Path(config.data).expanduser().absolute())
+    path = array_file(config.data)
+    if path is not None:
+        changes["data"] = str(path.expanduser().absolute())
     return config.replace(**changes) if changes else config
 
 

@@ -57,6 +57,14 @@ class Dataset:
         return getattr(self, name)
 
 
+def array_file(name: str) -> Path | None:
+    """The path `name` names when it is a user's array file rather than a built-in dataset."""
+    if name == "digits" or name in IDX_DATASETS:
+        return None
+    path = Path(name)
+    return path if path.suffix in (".npy", ".npz") or path.exists() else None
+
+
 def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0.1,
                  download: bool | None = None) -> Dataset:
     """Load `name` (digits, mnist, fashion-mnist, or a .npy/.npz path) and split it."""
@@ -70,8 +78,8 @@ def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0
         train = _read_idx_images(folder, "train", name, download)
         test = _read_idx_images(folder, "test", name, download=False)
         return _split(name, train, test, val_fraction, images=True, bin_width=1 / 256)
-    path = Path(name)
-    if path.suffix in (".npy", ".npz") or path.exists():
+    path = array_file(name)
+    if path is not None:
         return load_array_dataset(path, val_fraction)
     raise DataError(f"unknown dataset {name!r}: use digits, mnist, fashion-mnist, or the path of "
                     "a .npy/.npz file")
