@@ -14,20 +14,17 @@ from torch import Tensor
 from vaekit.models.vae import LogWeightTerms
 
 
-def elbo(t: LogWeightTerms, beta: float | Tensor = 1.0) -> dict[str, Tensor]:
+def elbo(t: LogWeightTerms) -> dict[str, Tensor]:
     """ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)) (Kingma & Welling 2014, eq. 3).
 
     The KL is analytic where torch registers a closed form (Gaussian q, Gaussian p; appendix B),
     analytic up to a low-variance Monte Carlo correction for a flow posterior on a Gaussian
-    base (`LogWeightTerms.kl`), and the estimate mean_k[log q(z_k|x) - log p(z_k)] otherwise.
-    `objective` is reconstruction - beta * KL, what training maximises (beta < 1 during KL
-    warm-up).
+    base, and the estimate mean_k[log q(z_k|x) - log p(z_k)] otherwise
+    (`LogWeightTerms.kl_estimate`).
     """
     reconstruction = t.log_px_z.mean(0)  # (B,)
-    kl = t.kl if t.kl is not None else (t.log_qz - t.log_pz).mean(0)
-    bound = reconstruction - kl
-    objective = bound if isinstance(beta, float) and beta == 1.0 else reconstruction - beta * kl
-    return {"elbo": bound, "reconstruction": reconstruction, "kl": kl, "objective": objective}
+    kl = t.kl_estimate
+    return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
 
 
 def iwae_bound(log_w: Tensor) -> Tensor:
@@ -71,9 +68,9 @@ def training_loss(t: LogWeightTerms, objective: str = "elbo", beta: float | Tens
         if per_dim is not None:
             kl = _floored(per_dim.mean(0), free_bits, global_mean).sum()
         else:  # no per-dimension KL: the same floor, applied to the total
-            kl = _floored(elbo(t)["kl"].mean(), free_bits * _latent_dim(t), global_mean)
+            kl = _floored(t.kl_estimate.mean(), free_bits * _latent_dim(t), global_mean)
     else:
-        kl = elbo(t)["kl"].mean()
+        kl = t.kl_estimate.mean()
     return -(reconstruction - beta * kl)
 
 

@@ -31,12 +31,8 @@ __all__ = [
 ]
 
 
-def diagonal_normal(loc: Tensor, log_var: Tensor | None = None,
-                    scale: Tensor | None = None) -> DiagonalNormal:
-    """N(loc, diag(sigma^2)) with the last dimension as the event, from log sigma^2 or sigma."""
-    if log_var is None:
-        assert scale is not None
-        log_var = 2 * scale.log()
+def diagonal_normal(loc: Tensor, log_var: Tensor) -> DiagonalNormal:
+    """N(loc, diag(exp(log_var))) with the last dimension as the event."""
     return DiagonalNormal(loc, log_var)
 
 

@@ -52,6 +52,13 @@ class LogWeightTerms:
         bracket = (self.log_qz - log_q0) - (self.log_pz - self.p.log_prob(z0))
         return base_kl + bracket.mean(0)
 
+    @cached_property
+    def kl_estimate(self) -> Tensor:
+        """KL(q(z|x) || p(z)) per example, (B,): `kl` where it exists, else the Monte Carlo
+        estimate mean_k[log q(z_k|x) - log p(z_k)]."""
+        kl = self.kl
+        return kl if kl is not None else (self.log_qz - self.log_pz).mean(0)
+
     @property
     def log_w(self) -> Tensor:
         return self.log_px_z + self.log_pz - self.log_qz  # (k, B)

@@ -31,7 +31,7 @@ from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluate.elbo import dataset_elbo
 from vaekit.io import atomic_write_text, load_tensors
 from vaekit.models import VAE, build_model
-from vaekit.objectives import elbo, training_loss
+from vaekit.objectives import training_loss
 from vaekit.run import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -159,14 +159,10 @@ class LossModule(nn.Module):
     def forward(self, x: Tensor, noise: Tensor, beta: float | Tensor) -> tuple[Tensor, Tensor]:
         """(loss, [sum of reconstruction, sum of KL, examples] over the batch, detached)."""
         t = self.model.terms(x, noise=noise)
-        out = elbo(t, beta)
-        if self.objective == "elbo" and not self.free_bits:
-            loss = -out["objective"].mean()
-        else:
-            loss = training_loss(t, self.objective, beta, self.free_bits,
-                                 self._global_mean if self.dist.enabled else None)
-        rec = out["reconstruction"].detach()
-        stats = torch.stack([rec.sum(), out["kl"].detach().sum(), rec.new_full((), len(rec))])
+        loss = training_loss(t, self.objective, beta, self.free_bits,
+                             self._global_mean if self.dist.enabled else None)
+        rec = t.log_px_z.detach().mean(0)
+        stats = torch.stack([rec.sum(), t.kl_estimate.detach().sum(), rec.new_full((), len(rec))])
         return loss, stats
 
 
@@ -222,8 +218,7 @@ class Trainer:
         self._fault_counts = torch.zeros(2, device=self.device)
         # A fused Adam skips its update on the device where `found_inf` is set, so the host
         # need not look at every step; elsewhere the step is skipped from the host.
-        self._device_skip = "fused" in self.optimizer.defaults and bool(
-            self.optimizer.defaults["fused"])
+        self._device_skip = bool(self.optimizer.defaults.get("fused"))
         if self._device_skip:
             self.optimizer.found_inf = self._bad_step  # type: ignore[attr-defined]
         self.check_every = GPU_CHECK_EVERY if self._device_skip and \
@@ -447,9 +442,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             bad = self._flag_non_finite(loss)  # on the device: no host sync
-            if self._device_skip:
-                self.optimizer.step()  # a no-op on the device where `bad` is set
-            elif not bad.item():
+            if self._device_skip or not bad.item():  # fused: a no-op where `bad` is set
                 self.optimizer.step()
             self.epoch_stats[1:].add_(torch.where(bad > 0, 0.0, stats))
             counts = self._fault_counts
