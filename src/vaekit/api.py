@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from vaekit.config import Config
-from vaekit.data import Dataset, check_array, load_dataset
+from vaekit.data import Dataset, check_array, load_dataset, prepare_eval_data, resolve_binarize
 from vaekit.data.datasets import _split, array_file
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import VAE
 from vaekit.run import CHECKPOINT_FILE, MODEL_FILE, RunInfo, save_weights, write_run_info
-from vaekit.train.loop import Trainer, prepare_eval_data, prepare_resume, resolve_binarize
+from vaekit.train.loop import Trainer, prepare_resume
 
 
 @dataclass

@@ -202,9 +202,8 @@ def _check_device(name: str) -> str:
 
 def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """The run's model and the requested split, binarized and checked as in training."""
-    from vaekit.data import load_dataset
+    from vaekit.data import check_data_fits, load_dataset, prepare_eval_data
     from vaekit.run import load_run
-    from vaekit.train.loop import check_data_fits, prepare_eval_data
 
     args.device = _check_device(args.device)
     model, info = load_run(args.run, device=args.device)

@@ -26,7 +26,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vaekit.config import Config
-from vaekit.data import Dataset, binarize, binarize_fixed, dequantize, dequantize_fixed
+from vaekit.data import (
+    Dataset,
+    binarize,
+    check_data_fits,
+    dequantize,
+    prepare_eval_data,
+    resolve_binarize,
+)
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluate.elbo import dataset_elbo
 from vaekit.io import atomic_write_text, load_tensors
@@ -87,35 +94,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
-
-
-def resolve_binarize(config: Config, data: Dataset) -> str:
-    if config.binarize == "auto":
-        return "dynamic" if config.likelihood == "bernoulli" and data.images else "none"
-    return config.binarize
-
-
-def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
-    """Refuse data the likelihood is not defined on, before any step is taken."""
-    needs_unit = config.likelihood == "bernoulli" or binarize_mode != "none"
-    if not needs_unit:
-        return
-    for split in ("train", "val", "test"):
-        x = data.split(split)
-        if len(x) and (x.min() < 0 or x.max() > 1):
-            why = "a Bernoulli likelihood" if config.likelihood == "bernoulli" else "binarization"
-            raise DataError(
-                f"{data.name} ({split}): values span [{x.min():.4g}, {x.max():.4g}] but {why} "
-                "needs data in [0, 1]; rescale it, or use --likelihood gaussian")
-
-
-def prepare_eval_data(x: Tensor, binarize_mode: str, bin_width: float | None) -> Tensor:
-    """Validation/test data as the model sees it: binarized or dequantized once, fixed seed."""
-    if binarize_mode != "none":
-        return binarize_fixed(x)
-    if bin_width:
-        return dequantize_fixed(x, bin_width)
-    return x
 
 
 def lr_at(config: Config, progress: float) -> float:
