@@ -116,3 +116,68 @@ def test_static_binarization_fixes_the_training_images(tmp_path: Path) -> None:
     r = vaekit.train(SMALL.replace(binarize="static", epochs=1), out=tmp_path / "s",
                      progress=False, pictures=False)
     assert np.isfinite(r.history[0]["val_elbo"])
+
+
+@pytest.mark.parametrize("skip_at", [None, 3])
+def test_the_lean_adam_step_is_torchs_adam_step(skip_at: int | None) -> None:
+    """AdamStep calls torch's fused kernel directly: the parameters and the optimizer state
+    are bit-identical to optimizer.step()'s, with learning-rate changes, a parameter that gets
+    no gradient, and a step skipped through found_inf."""
+    from vaekit.train.adam import AdamStep
+
+    def make() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3),
+                                  torch.nn.Linear(2, 2))  # the last layer gets no gradient
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2, fused=True)
+        opt.found_inf = torch.zeros(())  # type: ignore[attr-defined]
+        return net, opt
+
+    (net_a, opt_a), (net_b, opt_b) = make(), make()
+    lean = AdamStep(opt_b)
+    assert lean.lean
+    torch_steps = {"n": 0}
+    real_step = opt_b.step
+
+    def counted_step() -> None:
+        torch_steps["n"] += 1
+        real_step()
+
+    opt_b.step = counted_step  # type: ignore[method-assign]
+    x = torch.randn(6, 5)
+    for i in range(6):
+        for net, opt, step in ((net_a, opt_a, opt_a.step), (net_b, opt_b, lean)):
+            opt.param_groups[0]["lr"] = 1e-2 / (i + 1)
+            opt.found_inf.fill_(float(i == skip_at))  # type: ignore[attr-defined]
+            opt.zero_grad(set_to_none=True)
+            net[:3](x).square().sum().backward()
+            step()
+    assert torch_steps["n"] == 1  # only the first, which creates the state
+    for a, b in zip(net_a.parameters(), net_b.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(opt_a.state.values(), opt_b.state.values(), strict=True):
+        assert all(torch.equal(a[key], b[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_compiled_training_is_one_graph_and_trains_the_same_model(tmp_path: Path) -> None:
+    """--compile traces the whole loss as one graph (a graph break would cost a second call and
+    its overhead at every step) and trains the same model as eager execution, up to the float
+    rounding of fused kernels."""
+    import warnings
+
+    from vaekit.train.loop import LossModule
+
+    config = SMALL.replace(epochs=1)
+    model = vaekit.build_model(config, (64,))
+    x = torch.bernoulli(torch.rand(5, 64))
+    loss_module = LossModule(model)
+    loss_module(x, torch.zeros(1, 5, 2), 1.0)  # the trainer's warm-up: torch's KL table
+    explained = torch._dynamo.explain(loss_module)(x, torch.randn(1, 5, 2), torch.tensor(1.0))
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+    eager = vaekit.train(config, save=False, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to eager
+        compiled = vaekit.train(config.replace(compile=True), save=False, progress=False)
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
@@ -27,7 +28,8 @@ class GaussianPosterior(nn.Module):
         """The diagonal Gaussian part of q(z|x) (all of it here; the base of a flow posterior)."""
         h = self.body(x) if features is None else features
         mu, log_var = self.head(h).chunk(2, dim=-1)  # (B, L) each
-        return diagonal_normal(mu, log_var.clamp(*LOG_VAR_RANGE))
+        # hardtanh is clamp with a one-kernel backward (clamp's takes four small ops)
+        return diagonal_normal(mu, F.hardtanh(log_var, *LOG_VAR_RANGE))
 
     def forward(self, x: Tensor) -> Distribution:
         return self.gaussian(x)

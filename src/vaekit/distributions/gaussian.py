@@ -24,7 +24,9 @@ class DiagonalNormal(Independent):
     log-variances are clamped upstream; validation would cost a sync per call)."""
 
     def __init__(self, loc: Tensor, log_var: Tensor) -> None:
-        self.loc_, self.log_var = torch.broadcast_tensors(loc, log_var)
+        if loc.shape != log_var.shape:
+            loc, log_var = torch.broadcast_tensors(loc, log_var)
+        self.loc_, self.log_var = loc, log_var
         super().__init__(Normal(self.loc_, (0.5 * self.log_var).exp(), validate_args=False), 1,
                          validate_args=False)
 
@@ -34,11 +36,18 @@ class DiagonalNormal(Independent):
         eps2 = ((value - self.loc_) / base.scale) ** 2
         return -0.5 * (eps2 + self.log_var + _LOG_2PI).sum(-1)
 
-    def rsample_from_noise(self, noise: Tensor) -> tuple[Tensor, Tensor]:
+    def sample_from_noise(self, noise: Tensor) -> Tensor:
+        """z = mu + sigma * noise, the reparameterized sample."""
         base = self.base_dist
         assert isinstance(base, Normal)
-        z = self.loc_ + base.scale * noise
-        return z, -0.5 * (noise * noise + self.log_var + _LOG_2PI).sum(-1)
+        return self.loc_ + base.scale * noise
+
+    def log_prob_from_noise(self, noise: Tensor) -> Tensor:
+        """log q(z) at z = `sample_from_noise(noise)`, without dividing by sigma again."""
+        return -0.5 * (noise * noise + self.log_var + _LOG_2PI).sum(-1)
+
+    def rsample_from_noise(self, noise: Tensor) -> tuple[Tensor, Tensor]:
+        return self.sample_from_noise(noise), self.log_prob_from_noise(noise)
 
 
 class StandardNormal(DiagonalNormal):

@@ -49,15 +49,48 @@ class BernoulliLikelihood(Likelihood):
         return torch.sigmoid(params)
 
 
+#: Factors (1 + e^-|l|) multiplied before one log in `_BernoulliEvent.log_prob` without
+#: gradient: each is in (1, 2], so a product of 64 stays below 2^64, far inside float32.
+_PRODUCT_GROUP = 64
+
+
 class _BernoulliEvent(Independent):
     """Independent Bernoulli whose log_prob is one fused cross-entropy: x (B, ...) broadcasts
     against logits (k, B, ...) without torch.distributions' generic broadcasting machinery."""
 
     def log_prob(self, value: Tensor) -> Tensor:
         logits = self.base_dist.logits
-        ce = F.binary_cross_entropy_with_logits(logits, value.expand_as(logits),
-                                                reduction="none")
-        return -ce.flatten(-self.reinterpreted_batch_ndims).sum(-1)
+        # Compiled evaluation (no gradient, float32/64) fuses the grouped form into one kernel;
+        # eagerly it would only add temporaries.
+        if not torch.compiler.is_compiling() or (
+                torch.is_grad_enabled() and logits.requires_grad) or \
+                logits.dtype not in (torch.float32, torch.float64):
+            ce = F.binary_cross_entropy_with_logits(logits, value.expand_as(logits),
+                                                    reduction="none")
+            return -ce.flatten(-self.reinterpreted_batch_ndims).sum(-1)
+        return _bernoulli_log_prob_grouped(logits.flatten(-self.reinterpreted_batch_ndims),
+                                           value.flatten(-self.reinterpreted_batch_ndims))
+
+
+def _group_size(d: int) -> int:
+    """The largest divisor of d up to _PRODUCT_GROUP (56 for 784 pixels), or, where that is
+    small, _PRODUCT_GROUP itself with padding."""
+    divisor = max(g for g in range(1, min(d, _PRODUCT_GROUP) + 1) if d % g == 0)
+    return divisor if divisor >= _PRODUCT_GROUP // 4 or divisor == d else _PRODUCT_GROUP
+
+
+def _bernoulli_log_prob_grouped(logits: Tensor, x: Tensor) -> Tensor:
+    """sum_i x_i l_i - softplus(l_i) over the last dimension, for evaluation. With
+    softplus(l) = max(l, 0) + log(1 + e^-|l|), the logs are summed as the log of products over
+    groups of up to _PRODUCT_GROUP pixels: one log per group instead of one per pixel.
+    Compiled, this is less than half the time of the per-pixel cross-entropy on a CPU; the
+    result agrees with it to float32 rounding (the test compares both with float64)."""
+    e = logits.abs().neg_().exp_()  # e^-|l| in (0, 1]
+    group = _group_size(e.shape[-1])
+    if pad := -e.shape[-1] % group:  # zeros make factors of 1
+        e = F.pad(e, (0, pad))
+    log_terms = e.add_(1).unflatten(-1, (-1, group)).prod(-1).log_().sum(-1)
+    return (x * logits - logits.clamp(min=0)).sum(-1) - log_terms
 
 
 class GaussianLikelihood(Likelihood):

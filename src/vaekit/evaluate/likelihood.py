@@ -10,7 +10,6 @@ expectation that tightens as k grows; k = 5000 is the standard for published MNI
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from vaekit.compiling import CompiledOrEager
 from vaekit.models import VAE
 
 #: About 1,000 (sample, example) rows per decoder call keeps activations in cache on a CPU;
@@ -66,26 +66,6 @@ def _chunk_logsumexp(model: VAE, x: Tensor, noise: Tensor, q: Distribution,
     return torch.logsumexp(model.terms(x, noise=noise, q=q, p=p).log_w.double(), dim=0)
 
 
-class _Compiled:
-    """`_chunk_logsumexp` through torch.compile, falling back to eager (with a warning) where
-    compilation fails, e.g. on a machine without a C++ compiler."""
-
-    def __init__(self) -> None:
-        self.fn: ChunkFn | None = torch.compile(_chunk_logsumexp, dynamic=False)
-
-    def __call__(self, model: VAE, x: Tensor, noise: Tensor, q: Distribution,
-                 p: Distribution) -> Tensor:
-        if self.fn is not None:
-            try:
-                return self.fn(model, x, noise, q, p)
-            except Exception as e:  # any compiler failure: run eagerly
-                warnings.warn(f"torch.compile failed ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}); evaluating "
-                              "eagerly", RuntimeWarning, stacklevel=2)
-                self.fn = None
-        return _chunk_logsumexp(model, x, noise, q, p)
-
-
 @torch.no_grad()
 def log_likelihood(model: VAE, x: Tensor, k: int = 5000, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    seed: int = 0, progress: bool = False,
@@ -103,7 +83,8 @@ def log_likelihood(model: VAE, x: Tensor, k: int = 5000, chunk_rows: int = DEFAU
     device = next(model.parameters()).device
     if compile is None:
         compile = device.type == "cpu" and len(x) * k >= COMPILE_MIN_ROWS
-    chunk_fn: ChunkFn = _Compiled() if compile else _chunk_logsumexp
+    chunk_fn: ChunkFn = CompiledOrEager(_chunk_logsumexp, "evaluating", dynamic=False) \
+        if compile else _chunk_logsumexp
     generator = torch.Generator(device=device).manual_seed(seed)
     batch, k_chunk = _chunking(k, len(x), chunk_rows)
     out = torch.empty(len(x), dtype=torch.float64)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from functools import cached_property
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vaekit.distributions import Likelihood, analytic_kl, rsample_and_log_prob
+from vaekit.distributions import DiagonalNormal, Likelihood, analytic_kl, rsample_and_log_prob
 from vaekit.flows import FlowDistribution
 
 
@@ -21,16 +20,36 @@ class LogWeightTerms:
     first use: the ELBO with an analytic KL never needs log p(z), and the IWAE bound never
     needs the KL."""
 
-    def __init__(self, log_px_z: Tensor, log_qz: Tensor, z: Tensor, q: Distribution,
+    def __init__(self, log_px_z: Tensor, log_qz: Tensor | None, z: Tensor, q: Distribution,
                  p: Distribution, noise: Tensor | None = None) -> None:
-        self.log_px_z, self.log_qz, self.z, self.q, self.p = log_px_z, log_qz, z, q, p
+        self.log_px_z, self.z, self.q, self.p = log_px_z, z, q, p
         self.noise = noise
+        # Computed on first use (plain attributes, not functools.cached_property, whose lock
+        # torch.compile cannot trace: it would split the training step in two graphs).
+        self._log_qz = log_qz
+        self._log_pz: Tensor | None = None
+        self._kl: Tensor | None = None
+        self._kl_done = False
 
-    @cached_property
+    @property
+    def log_qz(self) -> Tensor:
+        """log q(z_k|x), (k, B): as given, or (a diagonal Gaussian q, log_qz=None) from the
+        noise on first use."""
+        if self._log_qz is None:
+            if not isinstance(self.q, DiagonalNormal) or self.noise is None:
+                raise ValueError("log_qz=None needs a DiagonalNormal q and the noise it was "
+                                 "drawn with")
+            self._log_qz = self.q.log_prob_from_noise(self.noise)
+        return self._log_qz
+
+    @property
     def log_pz(self) -> Tensor:
-        return self.p.log_prob(self.z)
+        """log p(z_k), (k, B)."""
+        if self._log_pz is None:
+            self._log_pz = self.p.log_prob(self.z)
+        return self._log_pz
 
-    @cached_property
+    @property
     def kl(self) -> Tensor | None:
         """The analytic KL where torch registers one. For a flow posterior q_K (base q_0, steps
         with log-dets) against a prior with a closed-form KL from q_0, the exact split
@@ -42,6 +61,11 @@ class LogWeightTerms:
         minus the log-dets and the change of log p(z) along the flow, small for steps near the
         identity, so the estimate has far less variance than mean_k[log q_K - log p]; the
         expectation is the same. None where neither applies (learned mixture priors)."""
+        if not self._kl_done:
+            self._kl, self._kl_done = self._closed_form_kl(), True
+        return self._kl
+
+    def _closed_form_kl(self) -> Tensor | None:
         kl = analytic_kl(self.q, self.p)
         if kl is not None or not isinstance(self.q, FlowDistribution) or self.noise is None:
             return kl
@@ -52,10 +76,10 @@ class LogWeightTerms:
         bracket = (self.log_qz - log_q0) - (self.log_pz - self.p.log_prob(z0))
         return base_kl + bracket.mean(0)
 
-    @cached_property
+    @property
     def kl_estimate(self) -> Tensor:
         """KL(q(z|x) || p(z)) per example, (B,): `kl` where it exists, else the Monte Carlo
-        estimate mean_k[log q(z_k|x) - log p(z_k)]."""
+        estimate mean_k[log q(z_k|x) - log p(z_k)] (not cached: cheap once its parts are)."""
         kl = self.kl
         return kl if kl is not None else (self.log_qz - self.log_pz).mean(0)
 
@@ -94,8 +118,11 @@ class VAE(nn.Module):
         return self.posterior(x)
 
     def decode(self, z: Tensor) -> Distribution:
-        """p(x|z) for latents z of shape (*batch, latent_dim)."""
-        return self.likelihood(self.decoder(z))
+        """p(x|z) for latents z of shape (*batch, latent_dim). The decoder sees them as one
+        (N, latent_dim) matrix: linear layers on 3-d inputs cost extra reshapes, fore and back."""
+        batch = z.shape[:-1]
+        params = self.decoder(z.reshape(-1, z.shape[-1]))
+        return self.likelihood(params.reshape(*batch, *params.shape[1:]))
 
     def draw_noise(self, k: int, batch: int, generator: torch.Generator | None = None,
                    device: torch.device | None = None) -> Tensor:
@@ -111,7 +138,11 @@ class VAE(nn.Module):
         q = self.encode(x) if q is None else q
         if noise is None:
             noise = self.draw_noise(k, x.shape[0], device=x.device)
-        z, log_qz = rsample_and_log_prob(q, noise)  # (k, B, L), (k, B)
+        log_qz: Tensor | None
+        if isinstance(q, DiagonalNormal):  # log q(z) on first use: an analytic KL never needs it
+            z, log_qz = q.sample_from_noise(noise), None
+        else:
+            z, log_qz = rsample_and_log_prob(q, noise)  # (k, B, L), (k, B)
         p_z = self.prior(self.posterior) if p is None else p
         log_px_z = self.decode(z).log_prob(x)  # x broadcasts over k
         return LogWeightTerms(log_px_z, log_qz, z, q, p_z, noise)

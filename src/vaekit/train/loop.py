@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from vaekit.compiling import CompiledOrEager
 from vaekit.config import Config
 from vaekit.data import (
     Dataset,
@@ -49,6 +50,7 @@ from vaekit.run import (
     save_weights,
     write_run_info,
 )
+from vaekit.train.adam import AdamStep, make_adam
 from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from vaekit.train.state import optimizer_from_tensors, optimizer_to_tensors
 
@@ -109,15 +111,6 @@ def lr_at(config: Config, progress: float) -> float:
             end += 3**stage
         return config.lr * 10 ** (-stage / 7)
     return config.lr
-
-
-def make_adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam with its fused kernel (one pass over all parameters; on CPU, torch's default is a
-    Python loop per tensor that cost a third of a small model's step time), else foreach."""
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    except (RuntimeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
 
 
 class LossModule(nn.Module):
@@ -189,18 +182,19 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = build_model(config, data.event_shape).to(self.device)
         self.optimizer = make_adam(self.model, config.lr)
+        self.optimizer_step = AdamStep(self.optimizer)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self._bad_step = torch.zeros((), device=self.device)  # 1 where this step is skipped
         self._one = torch.ones((), device=self.device)
         # [skipped steps since the host last looked, current run of consecutive skips]
         self._fault_counts = torch.zeros(2, device=self.device)
         # A fused Adam skips its update on the device where `found_inf` is set, so the host
-        # need not look at every step; elsewhere the step is skipped from the host.
-        self._device_skip = bool(self.optimizer.defaults.get("fused"))
-        if self._device_skip:
+        # need not look at every step; elsewhere the host looks, and skips the step itself.
+        fused = bool(self.optimizer.defaults.get("fused"))
+        self.check_every = 1 if not fused else \
+            GPU_CHECK_EVERY if self.device.type == "cuda" else CPU_CHECK_EVERY
+        if self.check_every > 1:
             self.optimizer.found_inf = self._bad_step  # type: ignore[attr-defined]
-        self.check_every = GPU_CHECK_EVERY if self._device_skip and \
-            self.device.type == "cuda" else CPU_CHECK_EVERY
         self.state = TrainState()
         self.perm_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
@@ -234,7 +228,14 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.loss_module = DDP(loss_module, device_ids=ids)
-        self.loss_fn = torch.compile(self.loss_module) if config.compile else self.loss_module
+        self.loss_fn: Callable[..., tuple[Tensor, Tensor]] = self.loss_module
+        if config.compile:
+            # One eager call fills torch's table of KL functions: its first lookup, traced,
+            # would split the compiled graph in two.
+            with torch.no_grad():
+                loss_module(self.train_x[:1], self.model.draw_noise(1, 1, torch.Generator(
+                    self.device), self.device), 1.0)
+            self.loss_fn = CompiledOrEager(self.loss_module, "training")
 
     # ------------------------------------------------------------------ run directory
 
@@ -390,7 +391,9 @@ class Trainer:
         if s.step_in_epoch == 0 or self.epoch_perm is None:
             self.epoch_perm = torch.randperm(n, generator=self.perm_generator)
             self.epoch_stats.zero_()
-        perm = self.epoch_perm.to(self.device)
+        # row i: the global batch of step i
+        batches = self.epoch_perm[:steps * batch].view(steps, batch).to(self.device)
+        sums = self.epoch_stats[1:]
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if cfg.bf16 and self.device.type == "cuda" else nullcontext())
         bar = tqdm(range(s.step_in_epoch, steps), desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
@@ -403,35 +406,44 @@ class Trainer:
             if lr != self.optimizer.param_groups[0]["lr"]:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-            idx = perm[step * batch:(step + 1) * batch]  # the global batch
-            x = self.train_x[idx]
+            x = torch.index_select(self.train_x, 0, batches[step])
             if self.binarize == "dynamic":
                 x = torch.bernoulli(x, generator=self.noise_generator)
             elif self.dequantize:
                 x = dequantize(x, self.dequantize, self.noise_generator)
             noise = self.model.draw_noise(cfg.iw_samples, batch, self.noise_generator,
                                           self.device)
-            mine = slice(rank * local, (rank + 1) * local)  # this process's shard
+            if self.dist.enabled:  # this process's shard of the global batch
+                mine = slice(rank * local, (rank + 1) * local)
+                x, noise = x[mine], noise[:, mine]
             beta: float | Tensor = self._beta(s.epoch + step / steps)
             if cfg.compile:  # a Python float would recompile the graph at every new value
                 beta = torch.tensor(beta, device=self.device)
             with autocast:
-                loss, stats = self.loss_fn(x[mine], noise[:, mine], beta)
-            self.optimizer.zero_grad(set_to_none=True)
+                loss, stats = self.loss_fn(x, noise, beta)
+            for p in self._params:  # optimizer.zero_grad(set_to_none=True), minus its overhead
+                p.grad = None
             loss.backward()
             bad = self._flag_non_finite(loss)  # on the device: no host sync
-            if self._device_skip or not bad.item():  # fused: a no-op where `bad` is set
-                self.optimizer.step()
-            self.epoch_stats[1:].add_(torch.where(bad > 0, 0.0, stats))
-            counts = self._fault_counts
-            counts[0] += bad
-            counts[1] = (counts[1] + bad) * bad
+            if self.check_every == 1:  # the host looks at every step
+                skipped = bool(bad.item())
+                if not skipped:
+                    self.optimizer_step()
+                    sums.add_(stats)
+                self._record_faults(int(skipped), s.consecutive_skips + 1 if skipped else 0)
+            else:  # the fused step is a no-op where `bad` is set; the host reads counts later
+                self.optimizer_step()
+                sums.add_(torch.where(bad > 0, 0.0, stats))
+                counts = self._fault_counts
+                counts[0] += bad
+                counts[1] = (counts[1] + bad) * bad
             s.global_step += 1
             s.step_in_epoch = step + 1
             stop_now = False
             if (step + 1) % self.check_every == 0 or step + 1 == steps:
                 stop_now = self._agree_to_stop(stop)
-                self._read_fault_counts()
+                if self.check_every > 1:
+                    self._read_fault_counts()
             if self.progress and self.dist.is_main and step % max(25, self.check_every) == 0:
                 count = self.epoch_stats[3].item()
                 if count:
@@ -469,11 +481,15 @@ class Trainer:
         return bool(all_reduce_sum(flag, self.dist).item() > 0)
 
     def _read_fault_counts(self) -> None:
-        """The host's look at the skip counters (every step on a CPU, every GPU_CHECK_EVERY
-        steps on a GPU): count the skips, and roll back after MAX_CONSECUTIVE_SKIPS in a row."""
-        s = self.state
+        """The host's look at the device's skip counters, every `check_every` steps."""
         skipped, consecutive = (int(v) for v in self._fault_counts.tolist())
         self._fault_counts[0] = 0
+        self._record_faults(skipped, consecutive)
+
+    def _record_faults(self, skipped: int, consecutive: int) -> None:
+        """Count `skipped` steps since the last look, and roll back after MAX_CONSECUTIVE_SKIPS
+        in a row (`consecutive`: the current run of skips)."""
+        s = self.state
         if not skipped:
             s.consecutive_skips = 0
             return
