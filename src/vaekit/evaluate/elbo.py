@@ -16,6 +16,8 @@ def dataset_elbo(model: VAE, x: Tensor, batch_size: int = 1000, seed: int = 0,
     """Per-example ELBO, reconstruction and KL (each (N,), nats) over a whole tensor."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    if device.type == "cuda" and x.device.type == "cpu":
+        x = x.pin_memory()  # page-locked: the copies below overlap with the GPU's work
     parts: dict[str, list[Tensor]] = {"elbo": [], "reconstruction": [], "kl": []}
     p = model.prior(model.posterior)
     for start in range(0, len(x), batch_size):

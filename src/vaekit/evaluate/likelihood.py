@@ -86,6 +86,8 @@ def log_likelihood(model: VAE, x: Tensor, k: int = 5000, chunk_rows: int = DEFAU
     chunk_fn: ChunkFn = CompiledOrEager(_chunk_logsumexp, "evaluating", dynamic=False) \
         if compile else _chunk_logsumexp
     generator = torch.Generator(device=device).manual_seed(seed)
+    if device.type == "cuda" and x.device.type == "cpu":
+        x = x.pin_memory()  # page-locked: the copies below overlap with the GPU's work
     batch, k_chunk = _chunking(k, len(x), chunk_rows)
     out = torch.empty(len(x), dtype=torch.float64)
     starts = range(0, len(x), batch)

@@ -214,7 +214,8 @@ class Trainer:
         self.dequantize = data.bin_width if config.dequantize and data.bin_width else None
         if config.dequantize and not data.bin_width:
             raise ConfigError(f"--dequantize needs quantized image data; {data.name} is not")
-        self.val_x = prepare_eval_data(data.val, self.binarize, self.dequantize)
+        # on the device, like the training data: validation copies nothing per epoch
+        self.val_x = prepare_eval_data(data.val, self.binarize, self.dequantize).to(self.device)
         self.best_weights: dict[str, Tensor] | None = None
         self.last_good: dict[str, Any] | None = None
 
