@@ -135,7 +135,6 @@ def test_the_lean_adam_step_is_torchs_adam_step(skip_at: int | None) -> None:
 
     (net_a, opt_a), (net_b, opt_b) = make(), make()
     lean = AdamStep(opt_b)
-    assert lean.lean
     torch_steps = {"n": 0}
     real_step = opt_b.step
 

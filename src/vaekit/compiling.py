@@ -23,7 +23,10 @@ class CompiledOrEager(Generic[T]):
         if self.compiled is not None:
             try:
                 return self.compiled(*args, **kwargs)
-            except Exception as e:  # any compiler failure: run eagerly from now on
+            except torch._dynamo.exc.TorchDynamoException as e:  # tracing or compiling failed
+                # (never an error of the compiled code's run, such as running out of memory:
+                # that propagates, and so does a real error in the function, which the eager
+                # retry raises again)
                 first_line = str(e).splitlines()[0] if str(e) else ""
                 warnings.warn(f"torch.compile failed ({type(e).__name__}: {first_line}); "
                               f"{self.what} eagerly", RuntimeWarning, stacklevel=2)

@@ -28,7 +28,8 @@ class GaussianPosterior(nn.Module):
         """The diagonal Gaussian part of q(z|x) (all of it here; the base of a flow posterior)."""
         h = self.body(x) if features is None else features
         mu, log_var = self.head(h).chunk(2, dim=-1)  # (B, L) each
-        # hardtanh is clamp with a one-kernel backward (clamp's takes four small ops)
+        # hardtanh: clamp's values with a one-kernel backward (clamp's takes four small ops);
+        # the gradients differ only exactly at the bounds, where hardtanh's is 0
         return diagonal_normal(mu, F.hardtanh(log_var, *LOG_VAR_RANGE))
 
     def forward(self, x: Tensor) -> Distribution:

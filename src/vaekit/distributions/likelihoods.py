@@ -56,7 +56,8 @@ _PRODUCT_GROUP = 64
 
 class _BernoulliEvent(Independent):
     """Independent Bernoulli whose log_prob is one fused cross-entropy: x (B, ...) broadcasts
-    against logits (k, B, ...) without torch.distributions' generic broadcasting machinery."""
+    against logits (k, B, ...) without torch.distributions' generic broadcasting machinery.
+    Under torch.compile without gradients (evaluation) it is the grouped form below."""
 
     def log_prob(self, value: Tensor) -> Tensor:
         logits = self.base_dist.logits

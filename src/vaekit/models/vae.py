@@ -16,9 +16,9 @@ from vaekit.flows import FlowDistribution
 class LogWeightTerms:
     """The pieces of log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), each of shape (k, B),
     for samples z (k, B, L) drawn with `noise`, and KL(q(z|x) || p(z)) of shape (B,) where it
-    has a closed form, in whole or in part (see `kl`). log p(z) and the KL are computed on
-    first use: the ELBO with an analytic KL never needs log p(z), and the IWAE bound never
-    needs the KL."""
+    has a closed form, in whole or in part (see `kl`). log p(z), the KL and (for a diagonal
+    Gaussian q) log q(z) are computed on first use: the ELBO with an analytic KL needs neither
+    log density, and the IWAE bound never needs the KL."""
 
     def __init__(self, log_px_z: Tensor, log_qz: Tensor | None, z: Tensor, q: Distribution,
                  p: Distribution, noise: Tensor | None = None) -> None:

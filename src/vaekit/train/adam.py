@@ -27,22 +27,31 @@ class AdamStep:
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+
+    @staticmethod
+    def _fits(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> bool:
+        """Whether torch's fused Adam would make exactly one kernel call for `params` (checked
+        at every call: a checkpoint's load_state_dict replaces the group's flags)."""
         groups = optimizer.param_groups
         group = groups[0]
-        self.lean = (isinstance(optimizer, torch.optim.Adam) and len(groups) == 1
-                     and bool(group.get("fused")) and hasattr(torch, "_fused_adam_")
-                     and not any(group.get(flag) for flag in (
-                         "amsgrad", "maximize", "differentiable", "capturable",
-                         "decoupled_weight_decay"))
-                     and all(isinstance(group[key], float) for key in ("lr", "eps"))
-                     and all(isinstance(b, float) for b in group["betas"]))
+        return (isinstance(optimizer, torch.optim.Adam) and len(groups) == 1
+                and bool(group.get("fused")) and hasattr(torch, "_fused_adam_")
+                and not any(group.get(flag) for flag in (
+                    "amsgrad", "maximize", "differentiable", "capturable",
+                    "decoupled_weight_decay"))
+                and all(isinstance(group[key], float) for key in ("lr", "eps"))
+                and all(isinstance(b, float) for b in group["betas"])
+                and len({(p.device, p.dtype) for p in params}) == 1)
 
+    @torch.no_grad()
     def __call__(self) -> None:
         opt = self.optimizer
         group = opt.param_groups[0]
         params = [p for p in group["params"] if p.grad is not None]  # as torch.optim skips
+        if not params:
+            return
         states = [opt.state.get(p) for p in params]
-        if not self.lean or not isinstance(group["lr"], float) or not all(states):
+        if not all(states) or not self._fits(opt, params):
             opt.step()
             return
         steps = [st["step"] for st in states]  # type: ignore[index]
@@ -55,6 +64,6 @@ class AdamStep:
             [st["exp_avg_sq"] for st in states],  # type: ignore[index]
             [], steps, amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
             weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-            grad_scale=None, found_inf=found_inf)
+            grad_scale=getattr(opt, "grad_scale", None), found_inf=found_inf)
         if found_inf is not None:
             torch._foreach_sub_(steps, [found_inf] * len(steps))

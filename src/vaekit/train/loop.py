@@ -426,12 +426,12 @@ class Trainer:
                 p.grad = None
             loss.backward()
             bad = self._flag_non_finite(loss)  # on the device: no host sync
+            skipped = False
             if self.check_every == 1:  # the host looks at every step
                 skipped = bool(bad.item())
                 if not skipped:
                     self.optimizer_step()
                     sums.add_(stats)
-                self._record_faults(int(skipped), s.consecutive_skips + 1 if skipped else 0)
             else:  # the fused step is a no-op where `bad` is set; the host reads counts later
                 self.optimizer_step()
                 sums.add_(torch.where(bad > 0, 0.0, stats))
@@ -440,6 +440,8 @@ class Trainer:
                 counts[1] = (counts[1] + bad) * bad
             s.global_step += 1
             s.step_in_epoch = step + 1
+            if self.check_every == 1:
+                self._record_faults(int(skipped), s.consecutive_skips + 1 if skipped else 0)
             stop_now = False
             if (step + 1) % self.check_every == 0 or step + 1 == steps:
                 stop_now = self._agree_to_stop(stop)
