@@ -374,18 +374,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from vaekit.run import METRICS_FILE, read_run_info
+    from vaekit.run import read_metrics, read_run_info
 
     info = read_run_info(args.run)
     run = Path(args.run)
-    history: list[dict[str, Any]] = []
-    try:
-        for line in (run / METRICS_FILE).read_text().splitlines():
-            row = json.loads(line)
-            if isinstance(row, dict) and "train_elbo" in row:
-                history.append(row)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        pass  # metrics are informative only; a missing or damaged file shows as no epochs
+    history = [row for row in read_metrics(run) if "train_elbo" in row]
     summary = {"run": str(run), "config": info.config.to_dict(),
                "event_shape": list(info.event_shape), "data": info.data,
                "epochs_done": len(history), "last": history[-1] if history else None,

@@ -11,6 +11,8 @@ Every file is written atomically (see `vaekit.io`); loading never unpickles.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,8 @@ import torch
 
 from vaekit._version import RUN_FORMAT_VERSION, __version__
 from vaekit.config import Config
-from vaekit.errors import ConfigError, RunDirError
-from vaekit.io import atomic_write_json, load_tensors, read_json, save_tensors
+from vaekit.errors import ConfigError, RunDirError, VaekitError
+from vaekit.io import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
 from vaekit.models import VAE, build_model
 
 CONFIG_FILE = "config.json"
@@ -108,3 +110,39 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> VAE:
     """Load the trained model of a run directory (weights from model.safetensors)."""
     return load_run(run_dir, device)[0]
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl, up to a line cut short by a kill; [] for a missing or
+    unreadable file (metrics are a record, never needed to load a model)."""
+    try:
+        text = (Path(run_dir) / METRICS_FILE).read_text()
+    except (OSError, UnicodeDecodeError):
+        return []
+    rows: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace metrics.jsonl with `rows`, atomically."""
+    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    """Append one row to metrics.jsonl and fsync it."""
+    path = run_dir / METRICS_FILE
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise VaekitError(f"could not write {path}: {e.strerror or e}; the last checkpoint is "
+                          "intact") from None

@@ -9,9 +9,7 @@ on resume, and the same on 1 or N processes (up to float summation order).
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import signal
 import sys
 import time
@@ -37,17 +35,19 @@ from vaekit.data import (
 )
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluate.elbo import dataset_elbo
-from vaekit.io import atomic_write_text, load_tensors
+from vaekit.io import load_tensors
 from vaekit.models import VAE, build_model
 from vaekit.objectives import training_loss
 from vaekit.run import (
     CHECKPOINT_FILE,
-    METRICS_FILE,
     MODEL_FILE,
     RunInfo,
+    append_metrics,
     load_weights,
+    read_metrics,
     read_run_info,
     save_weights,
+    write_metrics,
     write_run_info,
 )
 from vaekit.train.adam import AdamStep, make_adam
@@ -311,40 +311,18 @@ class Trainer:
         """The metrics of the epochs the checkpoint covers (later lines, from epochs that ran
         after the checkpoint was written, are dropped: the resumed run writes them again)."""
         assert self.run_dir is not None
-        path = self.run_dir / METRICS_FILE
-        rows: list[dict[str, Any]] = []
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError):
-            text = ""  # missing or not text: the history restarts from the checkpoint
-        if text:
-            for line in text.splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a line cut short by a kill
-                if isinstance(row, dict) and row.get("epoch", 0) <= self.state.epoch:
-                    rows.append(row)
-        return rows
+        return [row for row in read_metrics(self.run_dir)
+                if row.get("epoch", 0) <= self.state.epoch]
 
     def _rewrite_metrics(self) -> None:
         if self.run_dir is not None and self.dist.is_main:
-            text = "".join(json.dumps(row) + "\n" for row in self.state.history)
-            atomic_write_text(self.run_dir / METRICS_FILE, text)
+            write_metrics(self.run_dir, self.state.history)
 
     def _append_metrics(self, row: dict[str, Any]) -> None:
         """One line per epoch, appended and fsynced; written before the epoch's checkpoint, so a
         kill in between leaves a line that the resume drops and writes again."""
-        if self.run_dir is None or not self.dist.is_main:
-            return
-        try:
-            with open(self.run_dir / METRICS_FILE, "a") as f:
-                f.write(json.dumps(row) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            raise VaekitError(f"could not write {self.run_dir / METRICS_FILE}: "
-                              f"{e.strerror or e}; the last checkpoint is intact") from None
+        if self.run_dir is not None and self.dist.is_main:
+            append_metrics(self.run_dir, row)
 
     # ------------------------------------------------------------------ training
 
@@ -426,22 +404,20 @@ class Trainer:
                 p.grad = None
             loss.backward()
             bad = self._flag_non_finite(loss)  # on the device: no host sync
-            skipped = False
+            s.global_step += 1
+            s.step_in_epoch = step + 1
             if self.check_every == 1:  # the host looks at every step
                 skipped = bool(bad.item())
                 if not skipped:
                     self.optimizer_step()
                     sums.add_(stats)
+                self._record_faults(int(skipped), s.consecutive_skips + 1 if skipped else 0)
             else:  # the fused step is a no-op where `bad` is set; the host reads counts later
                 self.optimizer_step()
                 sums.add_(torch.where(bad > 0, 0.0, stats))
                 counts = self._fault_counts
                 counts[0] += bad
                 counts[1] = (counts[1] + bad) * bad
-            s.global_step += 1
-            s.step_in_epoch = step + 1
-            if self.check_every == 1:
-                self._record_faults(int(skipped), s.consecutive_skips + 1 if skipped else 0)
             stop_now = False
             if (step + 1) % self.check_every == 0 or step + 1 == steps:
                 stop_now = self._agree_to_stop(stop)
