@@ -109,7 +109,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
     p.add_argument("--pythae-python", default=".venv-pythae/bin/python",
                    help="python of an environment with pythae installed (skipped if missing)")
-    p.add_argument("--cases", nargs="*", default=list(CASES))
+    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = p.parse_args()
     data = load_dataset("mnist", args.data_dir, val_fraction=0.1)
     data_file = str(Path(tempfile.mkdtemp()) / "mnist.npz")

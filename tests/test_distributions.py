@@ -78,6 +78,41 @@ def test_bernoulli_log_prob_without_gradient_takes_logs_of_products_to_the_same_
     assert grouped_error < max(2 * per_pixel_error, 1e-4)
 
 
+@pytest.mark.parametrize("event_shape", [(1, 4, 3), (7,)])
+@pytest.mark.parametrize("kind", ["bernoulli", "fixed", "shared", "diagonal"])
+def test_likelihood_log_prob_from_parameters_equals_the_distributions(
+        kind: str, event_shape: tuple[int, ...]) -> None:
+    """The training step's `likelihood.log_prob(params, x)` skips building p(x|z) but is its
+    log-density: x (B, *event) broadcasts over leading sample dimensions of the parameters."""
+    torch.manual_seed(0)
+    lik = BernoulliLikelihood(event_shape) if kind == "bernoulli" else \
+        GaussianLikelihood(event_shape, variance=kind)
+    if kind in ("shared", "diagonal"):
+        with torch.no_grad():
+            lik.log_var.copy_(torch.randn(lik.log_var.shape))
+    for params in (torch.randn(5, *event_shape), torch.randn(3, 5, *event_shape)):
+        x = torch.rand(5, *event_shape)
+        if kind == "bernoulli":
+            x = x.round()
+        expected = lik(params).log_prob(x)
+        assert expected.shape == params.shape[:-len(event_shape)]
+        assert torch.allclose(lik.log_prob(params, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_diagonal_normal_builds_torchs_normal_on_demand() -> None:
+    loc, log_var = torch.randn(4, 3), torch.randn(4, 3)
+    q = diagonal_normal(loc, log_var)
+    reference = Independent(Normal(loc, (0.5 * log_var).exp()), 1)
+    assert (q.batch_shape, q.event_shape) == (reference.batch_shape, reference.event_shape)
+    assert torch.allclose(q.base_dist.scale, reference.base_dist.scale)
+    z = reference.sample((2,))
+    assert torch.allclose(q.log_prob(z), reference.log_prob(z), atol=1e-5)
+    assert torch.allclose(q.entropy(), reference.entropy())
+    wide = q.expand((5, 4))
+    assert wide.batch_shape == (5, 4)
+    assert torch.allclose(wide.log_prob(z[:1].expand(5, 4, 3)), q.log_prob(z[0]).expand(5, 4))
+
+
 @pytest.mark.parametrize("variance", ["fixed", "shared", "diagonal"])
 def test_gaussian_likelihood_is_normalised_in_one_dimension(variance: str) -> None:
     lik = GaussianLikelihood((1,), variance=variance)

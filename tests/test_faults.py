@@ -242,3 +242,27 @@ def test_fuzzed_files_give_data_or_a_clean_error(tmp_path: Path, kind: str, data
             load_dataset(str(path), val_fraction=0.2)
     except (DataError, RunDirError):
         pass
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 1.0])
+def test_the_step_is_flagged_by_a_non_finite_loss_or_gradient_alone(grad_clip: float) -> None:
+    """Without clipping the loss joins the gradients in one fused check; either alone, a NaN
+    or an Inf, flags the step."""
+    from vaekit import Config
+    from vaekit.data import load_dataset
+    from vaekit.train.loop import Trainer
+
+    trainer = Trainer(Config(data="digits", hidden=(8,), latent_dim=2, grad_clip=grad_clip),
+                      load_dataset("digits"), None, progress=False)
+    params = trainer._params
+
+    def flag(loss: float, grad: float = 0.0) -> float:
+        for p in params:  # clipping rescales the gradients in place: fresh ones each time
+            p.grad = torch.zeros_like(p)
+        params[-1].grad[0] = grad
+        return trainer._flag_non_finite(torch.tensor(loss)).item()
+
+    assert flag(1.5) == 0
+    for bad in (float("nan"), float("inf")):
+        assert flag(bad) == 1
+        assert flag(1.5, grad=bad) == 1

@@ -66,3 +66,30 @@ def test_log_variance_is_clamped() -> None:
         model.posterior.head.bias.fill_(1e4)
     q = model.encode(torch.zeros(1, 3))
     assert torch.isfinite(q.log_prob(q.rsample())).all()
+
+
+@pytest.mark.parametrize("shape", [(10,), (1, 4, 4)])
+def test_one_sample_terms_agree_with_each_row_of_many(shape: tuple[int, ...]) -> None:
+    """With one sample the model keeps (B, L) latents throughout; with k it works on
+    (k, B, L). The same noise gives the same log-weights, KL and gradients either way."""
+    torch.manual_seed(0)
+    model = build_model(Config(latent_dim=3, hidden=(16,)), shape)
+    x = torch.rand(6, *shape).round()
+    noise = torch.randn(4, 6, 3)
+    many = model.terms(x, noise=noise)
+    for i in range(4):
+        one = model.terms(x, noise=noise[i:i + 1])
+        assert one.log_px_z.shape == one.log_qz.shape == (1, 6)
+        assert one.z.shape == (1, 6, 3)
+        assert torch.allclose(one.log_w, many.log_w[i:i + 1], atol=1e-5)
+    one = model.terms(x, noise=noise[:1])
+    assert one.kl is not None and many.kl is not None
+    assert torch.allclose(one.kl, many.kl)
+    loss_one = (one.kl - one.log_px_z).mean()
+    loss_many = (many.kl - many.log_px_z[:1]).mean()
+    grads = [torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+             for loss in (loss_one, loss_many)]
+    for a, b in zip(*grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-5)

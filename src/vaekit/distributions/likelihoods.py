@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
+_LOG_2PI = math.log(2 * math.pi)
+
 
 class Likelihood(nn.Module):
     """Base class: `forward(params)` maps decoder outputs of shape (*batch, *event) to p(x|z)."""
@@ -34,6 +36,12 @@ class Likelihood(nn.Module):
         """The mean of p(x|z), without building the distribution."""
         raise NotImplementedError
 
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        """log p(x|z) summed over the event, for params (*samples, B, *event) and x (B, *event)
+        broadcasting over the samples: `self(params).log_prob(x)`, which subclasses may compute
+        without building the distribution (the training step calls this)."""
+        return self(params).log_prob(x)
+
 
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli on logits; also accepts grey levels in [0, 1] as soft targets
@@ -48,29 +56,36 @@ class BernoulliLikelihood(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
 
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        return bernoulli_log_prob(params, x, len(self.event_shape))
 
-#: Factors (1 + e^-|l|) multiplied before one log in `_BernoulliEvent.log_prob` without
-#: gradient: each is in (1, 2], so a product of 64 stays below 2^64, far inside float32.
+
+#: Factors (1 + e^-|l|) multiplied before one log in `bernoulli_log_prob` without gradient:
+#: each is in (1, 2], so a product of 64 stays below 2^64, far inside float32.
 _PRODUCT_GROUP = 64
 
 
+def bernoulli_log_prob(logits: Tensor, x: Tensor, event_ndim: int) -> Tensor:
+    """sum over the last `event_ndim` dimensions of x log s(l) + (1-x) log(1-s(l)): one fused
+    cross-entropy, x (B, ...) broadcasting against logits (*samples, B, ...). Under
+    torch.compile without gradients (evaluation) it is the grouped form below; eagerly that
+    would only add temporaries."""
+    if not torch.compiler.is_compiling() or (
+            torch.is_grad_enabled() and logits.requires_grad) or \
+            logits.dtype not in (torch.float32, torch.float64):
+        if x.shape != logits.shape:
+            x = x.expand_as(logits)
+        ce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        return ce.sum(tuple(range(-event_ndim, 0))).neg()
+    return _bernoulli_log_prob_grouped(logits.flatten(-event_ndim), x.flatten(-event_ndim))
+
+
 class _BernoulliEvent(Independent):
-    """Independent Bernoulli whose log_prob is one fused cross-entropy: x (B, ...) broadcasts
-    against logits (k, B, ...) without torch.distributions' generic broadcasting machinery.
-    Under torch.compile without gradients (evaluation) it is the grouped form below."""
+    """Independent Bernoulli whose log_prob is `bernoulli_log_prob`, without
+    torch.distributions' generic broadcasting machinery."""
 
     def log_prob(self, value: Tensor) -> Tensor:
-        logits = self.base_dist.logits
-        # Compiled evaluation (no gradient, float32/64) fuses the grouped form into one kernel;
-        # eagerly it would only add temporaries.
-        if not torch.compiler.is_compiling() or (
-                torch.is_grad_enabled() and logits.requires_grad) or \
-                logits.dtype not in (torch.float32, torch.float64):
-            ce = F.binary_cross_entropy_with_logits(logits, value.expand_as(logits),
-                                                    reduction="none")
-            return -ce.flatten(-self.reinterpreted_batch_ndims).sum(-1)
-        return _bernoulli_log_prob_grouped(logits.flatten(-self.reinterpreted_batch_ndims),
-                                           value.flatten(-self.reinterpreted_batch_ndims))
+        return bernoulli_log_prob(self.base_dist.logits, value, self.reinterpreted_batch_ndims)
 
 
 def _group_size(d: int) -> int:
@@ -116,6 +131,15 @@ class GaussianLikelihood(Likelihood):
 
     def mean(self, params: Tensor) -> Tensor:
         return params
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        """-1/2 sum((x - mu)^2 / sigma^2 + log sigma^2 + log 2 pi) over the event."""
+        d, dims = math.prod(self.event_shape), tuple(range(-len(self.event_shape), 0))
+        precision = (-self.log_var).exp()
+        if self.log_var.dim():  # one variance per dimension
+            return -0.5 * (((x - params).square() * precision + self.log_var).sum(dims)
+                           + d * _LOG_2PI)
+        return -0.5 * ((x - params).square().sum(dims) * precision + d * (self.log_var + _LOG_2PI))
 
 
 LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {

@@ -118,11 +118,18 @@ class VAE(nn.Module):
         return self.posterior(x)
 
     def decode(self, z: Tensor) -> Distribution:
-        """p(x|z) for latents z of shape (*batch, latent_dim). The decoder sees them as one
-        (N, latent_dim) matrix: linear layers on 3-d inputs cost extra reshapes, fore and back."""
+        """p(x|z) for latents z of shape (*batch, latent_dim)."""
+        return self.likelihood(self.decoder_params(z))
+
+    def decoder_params(self, z: Tensor) -> Tensor:
+        """The likelihood's parameters (*batch, *event) for latents z (*batch, latent_dim). The
+        decoder sees z as one (N, latent_dim) matrix: linear layers on 3-d inputs cost extra
+        reshapes, fore and back."""
+        if z.dim() == 2:  # each reshape is a node in the backward graph: none where none is due
+            return self.decoder(z)
         batch = z.shape[:-1]
         params = self.decoder(z.reshape(-1, z.shape[-1]))
-        return self.likelihood(params.reshape(*batch, *params.shape[1:]))
+        return params.reshape(*batch, *params.shape[1:])
 
     def draw_noise(self, k: int, batch: int, generator: torch.Generator | None = None,
                    device: torch.device | None = None) -> Tensor:
@@ -139,12 +146,17 @@ class VAE(nn.Module):
         if noise is None:
             noise = self.draw_noise(k, x.shape[0], device=x.device)
         log_qz: Tensor | None
+        p_z = self.prior(self.posterior) if p is None else p
         if isinstance(q, DiagonalNormal):  # log q(z) on first use: an analytic KL never needs it
+            if noise.shape[0] == 1:  # one sample: (B, L) throughout, one reshape at the end
+                z = q.sample_from_noise(noise[0])
+                log_px_z = self.likelihood.log_prob(self.decoder(z), x).unsqueeze(0)
+                return LogWeightTerms(log_px_z, None, z.unsqueeze(0), q, p_z, noise)
             z, log_qz = q.sample_from_noise(noise), None
         else:
             z, log_qz = rsample_and_log_prob(q, noise)  # (k, B, L), (k, B)
-        p_z = self.prior(self.posterior) if p is None else p
-        log_px_z = self.decode(z).log_prob(x)  # x broadcasts over k
+        # x broadcasts over k; the likelihood's log-density without building p(x|z)
+        log_px_z = self.likelihood.log_prob(self.decoder_params(z), x)
         return LogWeightTerms(log_px_z, log_qz, z, q, p_z, noise)
 
     def log_weights(self, x: Tensor, k: int = 1) -> Tensor:

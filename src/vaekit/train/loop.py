@@ -132,8 +132,10 @@ class LossModule(nn.Module):
         t = self.model.terms(x, noise=noise)
         loss = training_loss(t, self.objective, beta, self.free_bits,
                              self._global_mean if self.dist.enabled else None)
-        rec = t.log_px_z.detach().mean(0)
-        stats = torch.stack([rec.sum(), t.kl_estimate.detach().sum(), rec.new_full((), len(rec))])
+        log_px_z = t.log_px_z.detach()  # (k, B)
+        k, batch = log_px_z.shape
+        rec = log_px_z.sum() if k == 1 else log_px_z.sum() / k
+        stats = torch.stack([rec, t.kl_estimate.detach().sum(), rec.new_full((), batch)])
         return loss, stats
 
 
@@ -444,12 +446,17 @@ class Trainer:
         if self.config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self._params, self.config.grad_clip)
             bad.copy_(~torch.isfinite(norm))
+            if not self.dist.enabled:
+                bad.logical_or_(~torch.isfinite(loss.detach()))
         else:
-            grads = [p.grad for p in self._params if p.grad is not None]
+            checked = [p.grad for p in self._params if p.grad is not None]
+            loss_joins = not self.dist.enabled and all(g.dtype == loss.dtype for g in checked[:1])
+            if loss_joins:  # the check scales in place by 1: harmless to a spent loss
+                checked.append(loss.detach())
             bad.zero_()
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, bad, self._one)
-        if not self.dist.enabled:
-            bad.logical_or_(~torch.isfinite(loss.detach()))
+            torch._amp_foreach_non_finite_check_and_unscale_(checked, bad, self._one)
+            if not (loss_joins or self.dist.enabled):
+                bad.logical_or_(~torch.isfinite(loss.detach()))
         return bad
 
     def _agree_to_stop(self, stop: dict[str, int]) -> bool:
