@@ -146,3 +146,19 @@ def test_bits_per_dim() -> None:
     assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     # A density of 1 on [0, 1]^D is 8 bits/dim once 8-bit bins are accounted for.
     assert bits_per_dim(0.0, 10, bin_width=1 / 256) == pytest.approx(8.0)
+
+
+def test_a_likelihood_that_only_builds_its_distribution_gets_log_prob_from_it() -> None:
+    """A user's likelihood needs only `forward`; `log_prob(params, x)` falls back to it."""
+    from torch.distributions import Laplace
+
+    from vaekit.distributions import Likelihood
+
+    class LaplaceLikelihood(Likelihood):
+        def forward(self, params: torch.Tensor) -> Independent:
+            return Independent(Laplace(params, torch.ones_like(params)), len(self.event_shape))
+
+    lik = LaplaceLikelihood((2, 3))
+    params, x = torch.randn(4, 5, 2, 3), torch.randn(5, 2, 3)
+    expected = Laplace(params, 1.0).log_prob(x).sum((-2, -1))
+    assert torch.allclose(lik.log_prob(params, x), expected)
