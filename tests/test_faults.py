@@ -207,6 +207,26 @@ def test_truncated_safetensors_is_refused(tmp_path: Path, tiny_run: Path) -> Non
     assert r.returncode == 2 and "not a valid safetensors file" in r.stderr
 
 
+@pytest.mark.parametrize("damage", ["unknown counter", "no generator state"])
+def test_a_checkpoint_with_a_malformed_trainer_state_is_refused(tmp_path: Path, tiny_run: Path,
+                                                                damage: str) -> None:
+    from vaekit.io import save_tensors
+
+    run = tmp_path / "bad"
+    shutil.copytree(tiny_run, run)
+    tensors, meta = load_tensors(run / "checkpoint.safetensors")
+    assert meta is not None
+    if damage == "unknown counter":
+        meta["state"]["run_payload"] = 1
+    else:
+        del tensors["rng.noise"]
+    save_tensors(run / "checkpoint.safetensors", tensors, meta)
+    r = run_cli("train", "--resume", str(run), "--epochs", "3", "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert "trainer state is incomplete or malformed" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def _valid_files(tmp: Path) -> dict[str, bytes]:
     import io
 

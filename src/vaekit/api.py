@@ -23,7 +23,8 @@ from vaekit.data.datasets import _split, array_file
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import VAE
 from vaekit.run import CHECKPOINT_FILE, MODEL_FILE, RunInfo, save_weights, write_run_info
-from vaekit.train.loop import Trainer, prepare_resume
+from vaekit.train.checkpoint import prepare_resume
+from vaekit.train.loop import Trainer
 
 
 @dataclass

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +42,19 @@ from vaekit.run import (
     MODEL_FILE,
     RunInfo,
     append_metrics,
-    load_weights,
     read_metrics,
-    read_run_info,
     save_weights,
     write_metrics,
     write_run_info,
 )
 from vaekit.train.adam import AdamStep, make_adam
+from vaekit.train.checkpoint import (
+    Checkpoint,
+    TrainState,
+    read_checkpoint,
+    write_checkpoint,
+)
 from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
-from vaekit.train.state import optimizer_from_tensors, optimizer_to_tensors
 
 #: Consecutive non-finite steps before rolling back to the last good epoch at half the rate.
 MAX_CONSECUTIVE_SKIPS = 10
@@ -62,8 +64,6 @@ MAX_CONSECUTIVE_SKIPS = 10
 GPU_CHECK_EVERY = 50
 CPU_CHECK_EVERY = 1
 MAX_ROLLBACKS = 3
-#: Fields that may change when a run is resumed; the rest define the run.
-RESUMABLE_OVERRIDES = ("epochs", "device", "threads", "compile", "bf16")
 
 
 class TrainingInterrupted(VaekitError):
@@ -72,22 +72,6 @@ class TrainingInterrupted(VaekitError):
 
 class TrainingDiverged(VaekitError):
     """The loss stayed NaN/Inf through every rollback."""
-
-
-@dataclass
-class TrainState:
-    """Progress that the checkpoint carries besides tensors."""
-
-    epoch: int = 0  # completed epochs
-    step_in_epoch: int = 0  # steps done in the current (incomplete) epoch
-    global_step: int = 0
-    best_val: float = -math.inf
-    best_epoch: int = -1
-    skipped: int = 0
-    consecutive_skips: int = 0
-    rollbacks: int = 0
-    lr_scale: float = 1.0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -255,18 +239,10 @@ class Trainer:
         stats = all_reduce_sum(self.epoch_stats.clone(), self.dist)
         if self.run_dir is None or not self.dist.is_main:
             return
-        s = self.state
-        optim_tensors, optim_meta = optimizer_to_tensors(self.optimizer)
-        extra = {**optim_tensors,
-                 "rng.torch": torch.get_rng_state(),
-                 "rng.perm": self.perm_generator.get_state(),
-                 "rng.noise": self.noise_generator.get_state(),
-                 "epoch.stats": stats.cpu()}
-        if self.epoch_perm is not None and s.step_in_epoch:
-            extra["epoch.perm"] = self.epoch_perm
-        state = {k: v for k, v in s.__dict__.items() if k != "history"}  # history: metrics.jsonl
-        meta = {"state": state, "optim": optim_meta, "world_size": self.dist.world_size}
-        save_weights(self.model, self.run_dir / CHECKPOINT_FILE, extra, meta)
+        perm = self.epoch_perm if self.state.step_in_epoch else None
+        write_checkpoint(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer, Checkpoint(
+            self.state, torch.get_rng_state(), self.perm_generator.get_state(),
+            self.noise_generator.get_state(), stats.cpu(), perm), self.dist.world_size)
 
     def _save_best(self) -> None:
         if self.run_dir is not None and self.dist.is_main:
@@ -276,27 +252,22 @@ class Trainer:
 
     def restore_checkpoint(self) -> None:
         assert self.run_dir is not None
-        path = self.run_dir / CHECKPOINT_FILE
-        tensors, meta = load_tensors(path)
-        if not meta or "state" not in meta:
-            raise VaekitError(f"{path} has no trainer state; it cannot be resumed")
-        load_weights(self.model, tensors, path)
-        optimizer_from_tensors(self.optimizer, tensors, meta["optim"])
-        self.state = TrainState(**meta["state"])
+        ckpt = read_checkpoint(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer)
+        self.state = ckpt.state
         self.state.history = self._read_history()
         self._rewrite_metrics()
-        torch.set_rng_state(tensors["rng.torch"])
-        self.perm_generator.set_state(tensors["rng.perm"])
+        torch.set_rng_state(ckpt.torch_rng)
+        self.perm_generator.set_state(ckpt.perm_rng)
         try:
-            self.noise_generator.set_state(tensors["rng.noise"])
+            self.noise_generator.set_state(ckpt.noise_rng)
         except RuntimeError:  # resumed on another kind of device: its RNG state cannot move
             self.noise_generator.manual_seed(self.config.seed + 1 + self.state.global_step)
             self._log("warning: resumed on a different device type; the sampling noise is "
                       "reseeded, so the run continues correctly but not bit-identically")
-        self.epoch_stats = tensors["epoch.stats"].to(self.device)
+        self.epoch_stats = ckpt.epoch_stats.to(self.device)
         if not self.dist.is_main:  # rank 0 carries the sum over all processes
             self.epoch_stats.zero_()
-        self.epoch_perm = tensors.get("epoch.perm")
+        self.epoch_perm = ckpt.epoch_perm
         if self.state.best_epoch >= 0:
             best, meta = (load_tensors(self.run_dir / MODEL_FILE)
                           if (self.run_dir / MODEL_FILE).exists() else ({}, None))
@@ -562,16 +533,3 @@ class Trainer:
             val = f"  val ELBO {row['val_elbo']:.3f}" if "val_elbo" in row else ""
             tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train ELBO {row['train_elbo']:.3f}"
                        f"{val}  ({seconds:.1f}s)", file=sys.stderr)
-
-
-def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> Config:
-    """The config of a run to resume, with only the allowed fields overridden."""
-    info = read_run_info(run_dir)
-    if not (run_dir / CHECKPOINT_FILE).exists():
-        raise VaekitError(f"{run_dir} has no {CHECKPOINT_FILE} to resume from")
-    bad = sorted(k for k, v in overrides.items()
-                 if k not in RESUMABLE_OVERRIDES and getattr(info.config, k) != v)
-    if bad:
-        raise ConfigError(f"cannot change {', '.join('--' + b.replace('_', '-') for b in bad)} "
-                          f"when resuming; only {', '.join(RESUMABLE_OVERRIDES)} may change")
-    return info.config.replace(**{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
