@@ -180,3 +180,24 @@ def test_compiled_training_is_one_graph_and_trains_the_same_model(tmp_path: Path
         compiled = vaekit.train(config.replace(compile=True), save=False, progress=False)
     for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_subnormals_are_flushed_while_training_on_a_cpu_and_only_then(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flush: bool) -> None:
+    """Adam's moments of always-zero inputs decay into subnormal floats, which are slow; the
+    trainer flushes them to zero while it runs (unless told not to) and restores the default."""
+    from vaekit.train import loop
+
+    tiny = torch.tensor([1e-40])  # subnormal in float32
+    seen: list[bool] = []
+    real = loop.LossModule.forward
+
+    def spy(self, x, noise, beta):
+        seen.append(bool((tiny * 1.0).item() == 0))
+        return real(self, x, noise, beta)
+
+    monkeypatch.setattr(loop.LossModule, "forward", spy)
+    vaekit.train(SMALL.replace(flush_denormal=flush, epochs=1), progress=False, save=False)
+    assert seen and all(s == flush for s in seen)
+    assert (tiny * 1.0).item() != 0  # PyTorch's default again

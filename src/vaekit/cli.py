@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="RUN", help="run directory to create "
                    "(default: runs/DATA-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last "
-                   "checkpoint (only --epochs, --device, --threads, --compile, --bf16 may change)")
+                   "checkpoint (only --epochs, --device, --threads, --compile, --bf16, "
+                   "--flush-denormal may change)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     _add_config_flags(p)
 
