@@ -97,10 +97,6 @@ class Config:
     threads: int = field(default=0, metadata=_help("torch intra-op threads (0 = torch's default)"))
     bf16: bool = field(default=False, metadata=_help("bf16 autocast on GPU"))
     compile: bool = field(default=False, metadata=_help("torch.compile the model's loss"))
-    flush_denormal: bool = field(default=True, metadata=_help(
-        "treat subnormal floats as zero while training on a CPU (Adam's moments for inputs "
-        "that are always 0, such as MNIST's border pixels, decay into them, and each costs "
-        "a slow path)"))
 
     # Fields that describe the model's architecture (all that is needed to rebuild it).
     MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (

@@ -24,7 +24,7 @@ from vaekit.models import VAE
 from vaekit.run import CHECKPOINT_FILE, load_weights, read_run_info, save_weights
 
 #: Fields that may change when a run is resumed; the rest define the run.
-RESUMABLE_OVERRIDES = ("epochs", "device", "threads", "compile", "bf16", "flush_denormal")
+RESUMABLE_OVERRIDES = ("epochs", "device", "threads", "compile", "bf16")
 
 
 @dataclass

@@ -144,22 +144,6 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
             signal.signal(signum, h)
 
 
-@contextmanager
-def _subnormals_as_zero(on: bool) -> Iterator[None]:
-    """Flush subnormal floats to zero on the CPU while training, then restore PyTorch's
-    default (off). Adam's moments of a parameter whose gradient stays 0 (a first-layer weight
-    from an always-black pixel) decay geometrically into the subnormal range, where every
-    arithmetic op takes a slow microcode path: 15% of a burda-vae epoch on an AVX-512 Xeon.
-    Values below 1.2e-38 become 0; nothing else changes."""
-    if not (on and torch.set_flush_denormal(True)):  # False: unsupported, nothing was set
-        yield
-        return
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 class Trainer:
     """Trains `config` on `data`, writing the run directory `run_dir` (rank 0 only)."""
 
@@ -497,8 +481,7 @@ class Trainer:
         barrier(self.dist)
         if self.last_good is None:
             self.last_good = self._snapshot()
-        flush = cfg.flush_denormal and self.device.type == "cpu"
-        with _stop_on_signals() as stop, _subnormals_as_zero(flush):
+        with _stop_on_signals() as stop:
             while self.state.epoch < cfg.epochs:
                 start = time.perf_counter()
                 finished = self.train_epoch(stop)
