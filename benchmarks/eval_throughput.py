@@ -119,6 +119,12 @@ def main() -> None:
                    help=argparse.SUPPRESS)
     p.add_argument("--chunk-rows", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    try:
+        chunks_ok = all(int(c) >= 1 for c in args.chunks.split(","))
+    except ValueError:
+        chunks_ok = False
+    if args.repeats < 1 or not chunks_ok or (args.chunk_rows or 1) < 1:
+        p.error("--repeats and every --chunks value must be whole numbers of at least 1")
     if args.which:  # a worker: one measurement in this fresh process
         print(json.dumps(measure(args)))
         return

@@ -113,6 +113,21 @@ def test_diagonal_normal_builds_torchs_normal_on_demand() -> None:
     assert torch.allclose(wide.log_prob(z[:1].expand(5, 4, 3)), q.log_prob(z[0]).expand(5, 4))
 
 
+def test_diagonal_normal_values_cached_without_gradient_are_recomputed_with_it() -> None:
+    """sigma and the log-normaliser are computed once per q; one first computed under no_grad
+    must not cut the gradient of a later differentiable use."""
+    log_var = torch.randn(4, 3, requires_grad=True)
+    q = diagonal_normal(torch.zeros(4, 3), log_var)
+    noise = torch.randn(2, 4, 3)
+    with torch.no_grad():
+        q.log_prob_from_noise(noise)
+        q.sample_from_noise(noise)
+    (q.log_prob_from_noise(noise).sum() + q.sample_from_noise(noise).sum()).backward()
+    expected = torch.full((4, 3), -0.5 * 2) + (0.5 * (0.5 * log_var).exp() * noise).sum(0)
+    assert log_var.grad is not None
+    assert torch.allclose(log_var.grad, expected.detach())
+
+
 @pytest.mark.parametrize("variance", ["fixed", "shared", "diagonal"])
 def test_gaussian_likelihood_is_normalised_in_one_dimension(variance: str) -> None:
     lik = GaussianLikelihood((1,), variance=variance)

@@ -44,18 +44,25 @@ class DiagonalNormal(Independent):
         self.reinterpreted_batch_ndims = 1
         Distribution.__init__(self, loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
+    def _stale(self, cached: Tensor | None) -> bool:
+        """Not computed yet, or computed under no_grad and now needed with gradients."""
+        return cached is None or (not cached.requires_grad and self.log_var.requires_grad
+                                  and torch.is_grad_enabled())
+
     @property
     def scale(self) -> Tensor:
         """sigma = exp(log_var / 2), elementwise."""
-        if self._scale is None:
+        if self._stale(self._scale):
             self._scale = (0.5 * self.log_var).exp()
+        assert self._scale is not None
         return self._scale
 
     @property
     def log_normalizer(self) -> Tensor:
         """1/2 sum(log sigma^2 + log 2 pi), (batch,): once per q, shared by all its samples."""
-        if self._log_normalizer is None:
+        if self._stale(self._log_normalizer):
             self._log_normalizer = 0.5 * (self.log_var.sum(-1) + self.loc_.shape[-1] * _LOG_2PI)
+        assert self._log_normalizer is not None
         return self._log_normalizer
 
     @property

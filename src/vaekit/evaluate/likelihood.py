@@ -25,10 +25,10 @@ from vaekit.models import VAE
 DEFAULT_CHUNK_ROWS = 1024
 
 #: With `compile=None`, a CPU evaluation of at least this many (sample, example) rows is run
-#: through torch.compile: its fused kernels pay back the 3-8 s compilation from about here on
-#: (benchmarks/eval_throughput.py, 1000 x 5000 rows: 32.1 s compiled against 35.1 s eager on
-#: an AVX2 EPYC, 18.0 against 16.9 on an AVX-512 Xeon, where 10,000 x 5000 rows took 147.5 s
-#: against 207.0).
+#: through torch.compile: its fused kernels pay back the 3-8 s compilation from about here on,
+#: by machine (benchmarks/eval_throughput.py, 1000 x 5000 rows: 32.1 s compiled against 35.1 s
+#: eager on an AVX2 EPYC; about even, 18.0 against 16.9, on an AVX-512 Xeon, where 10,000 x
+#: 5000 rows took 147.5 s compiled against 207.0).
 COMPILE_MIN_ROWS = 5_000_000
 
 ChunkFn = Callable[[VAE, Tensor, Tensor, Distribution, Distribution], Tensor]
