@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import vaekit
 from vaekit.data import binarize_fixed, load_dataset
 from vaekit.evaluate import log_likelihood
+from vaekit.evaluate.likelihood import _chunking as chunking
 
 
 def model_and_data(args: argparse.Namespace) -> tuple[vaekit.VAE, torch.Tensor]:
@@ -42,12 +43,11 @@ def model_and_data(args: argparse.Namespace) -> tuple[vaekit.VAE, torch.Tensor]:
 def minimal_log_likelihood(model: vaekit.VAE, x: torch.Tensor, k: int,
                            chunk_rows: int) -> torch.Tensor:
     """The hand-written loop: encode once per batch, decode chunks of samples, logsumexp.
-    Exactly k samples per example, in chunks of at most chunk_rows rows made equal
-    (5000 = 5 x 1000), as vaekit makes them."""
+    Exactly k samples per example, in the chunks vaekit makes (at most chunk_rows rows,
+    5000 = 5 x 1000), so that the two loops do the same arithmetic."""
     enc, head, dec = model.posterior.body, model.posterior.head, model.decoder
     xf = x.flatten(1)
-    b = max(1, chunk_rows // k)
-    kc = -(-k // -(-k // chunk_rows)) if k > chunk_rows else k
+    b, kc = chunking(k, len(x), chunk_rows)
     out = torch.empty(len(x), dtype=torch.float64)
     for i in range(0, len(x), b):
         xb = xf[i:i + b]
