@@ -16,8 +16,8 @@ from vaekit.config import (
     Config,
     ConfigError,
     _flag,
-    _literal_choices,
     coerce,
+    field_choices,
     load_config_file,
 )
 from vaekit.errors import DataError, VaekitError
@@ -49,7 +49,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not MISSING else None
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
-        choices = _literal_choices(f.type)
+        choices = field_choices(f)
         help_text = f.metadata.get("help", "")
         if choices:
             help_text += f" {{{'|'.join(choices)}}}"

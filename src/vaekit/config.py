@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import json
 import math
 import typing
@@ -20,11 +21,33 @@ import yaml
 
 from vaekit.errors import ConfigError
 
-ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu", "leaky_relu", "softplus", "sigmoid")
+#: Fields whose choices are the keys of a registry ("module:NAME"), never a list kept here: a
+#: likelihood, prior, posterior, net or activation registered there is a valid value at once.
+REGISTRIES = {
+    "net": "vaekit.nets:NETS",
+    "activation": "vaekit.nets:ACTIVATION_LAYERS",
+    "likelihood": "vaekit.distributions:LIKELIHOODS",
+    "posterior": "vaekit.posteriors:POSTERIORS",
+    "prior": "vaekit.priors:PRIORS",
+}
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
+
+
+def registry(field_name: str) -> dict[str, Any]:
+    """The registry whose keys are the valid values of `field_name` (see REGISTRIES)."""
+    module, name = REGISTRIES[field_name].split(":")
+    return dict(getattr(importlib.import_module(module), name))
+
+
+def field_choices(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    """The valid values of a Config field with a fixed set: its registry's keys, or its
+    Literal's values; () for free values."""
+    if f.name in REGISTRIES:
+        return tuple(registry(f.name))
+    return _literal_choices(f.type)
 
 
 @dataclass
@@ -45,27 +68,30 @@ class Config:
         "add uniform noise within each quantization bin of 8-bit/16-level image data (for a "
         "gaussian likelihood; makes bits/dim a bound on the discrete likelihood)"))
     # --- model
-    net: Literal["mlp", "conv", "linear"] = field(default="mlp", metadata=_help(
-        "encoder/decoder networks"))
+    net: str = field(default="mlp", metadata=_help("encoder/decoder networks"))
     hidden: tuple[int, ...] = field(default=(512, 256), metadata=_help(
         "hidden layer widths, comma separated (mlp, and the dense layer of conv)"))
     channels: tuple[int, ...] = field(default=(32, 64), metadata=_help(
         "conv channels per stride-2 stage, comma separated (conv only)"))
-    activation: str = field(default="relu", metadata=_help(
-        "activation: " + "|".join(ACTIVATIONS)))
+    activation: str = field(default="relu", metadata=_help("activation between layers"))
     latent_dim: int = field(default=8, metadata=_help("dimension of the latent z"))
-    likelihood: Literal["bernoulli", "gaussian"] = field(default="bernoulli", metadata=_help(
-        "p(x|z): bernoulli on logits (data in [0,1]) or gaussian (real-valued data)"))
+    likelihood: str = field(default="bernoulli", metadata=_help(
+        "p(x|z): bernoulli on logits (binary data; grey levels as soft targets), "
+        "continuous-bernoulli (grey levels in [0,1]) or gaussian (real-valued data)"))
     variance: Literal["fixed", "shared", "diagonal"] = field(default="shared", metadata=_help(
         "gaussian likelihood variance: fixed (=1), shared (one learned scalar), "
         "diagonal (one learned value per dimension)"))
-    posterior: Literal["gaussian", "planar", "iaf", "realnvp"] = field(
+    posterior: str = field(
         default="gaussian", metadata=_help(
             "q(z|x): a diagonal gaussian, or one refined by --flow-steps planar / inverse "
             "autoregressive / affine-coupling flows"))
     flow_steps: int = field(default=4, metadata=_help(
         "number of flow steps of a flow posterior or flow prior"))
-    prior: Literal["normal", "mog", "vamp", "flow"] = field(default="normal", metadata=_help(
+    standardize: Literal["auto", "on", "off"] = field(default="auto", metadata=_help(
+        "standardise each data dimension inside the model (mean 0, sd 1 over the training set; "
+        "samples, reconstructions and log p(x) stay in the data's own units, log p(x) with the "
+        "Jacobian); auto = on for a likelihood on the real line (gaussian) on non-image data"))
+    prior: str = field(default="normal", metadata=_help(
         "p(z): standard normal, a learned mixture of gaussians (--components), a VampPrior "
         "(--pseudo-inputs) or a RealNVP flow (--flow-steps)"))
     components: int = field(default=10, metadata=_help("mixture components of --prior mog"))
@@ -101,7 +127,7 @@ class Config:
     # Fields that describe the model's architecture (all that is needed to rebuild it).
     MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "net", "hidden", "channels", "activation", "latent_dim", "likelihood", "variance",
-        "posterior", "flow_steps", "prior", "components", "pseudo_inputs")
+        "posterior", "flow_steps", "standardize", "prior", "components", "pseudo_inputs")
 
     def validate(self) -> Config:
         """Check every value; raise ConfigError naming the first bad one."""
@@ -129,10 +155,15 @@ class Config:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--{_flag(name)} must be a finite number >= 0, got {value!r}")
-        if self.dequantize and (self.likelihood != "gaussian" or self.binarize not in
-                                ("auto", "none")):
-            raise ConfigError("--dequantize is for continuous likelihoods: use it with "
-                              "--likelihood gaussian and without binarization")
+        if self.dequantize and (getattr(registry("likelihood").get(self.likelihood),
+                                        "discrete", False)
+                                or self.binarize not in ("auto", "none")):
+            raise ConfigError("--dequantize is for densities: use it with --likelihood gaussian "
+                              "or continuous-bernoulli, and without binarization")
+        if self.standardize == "on" and getattr(registry("likelihood").get(self.likelihood),
+                                                "support", None) is not None:
+            raise ConfigError(f"--standardize on is for likelihoods on the real line; "
+                              f"--likelihood {self.likelihood} is defined on a bounded range")
         if self.objective == "iwae" and (self.beta != 1 or self.free_bits or self.kl_warmup):
             raise ConfigError("--beta, --free-bits and --kl-warmup reshape the ELBO's KL term; "
                               "the iwae objective has none (use --objective elbo)")
@@ -140,10 +171,8 @@ class Config:
             raise ConfigError(f"--grad-clip must be a finite number >= 0, got {self.grad_clip!r}")
         if not (math.isfinite(self.val_fraction) and 0 <= self.val_fraction < 1):
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(_unknown("activation", self.activation, ACTIVATIONS))
         for f in fields(self):
-            choices = _literal_choices(f.type)
+            choices = field_choices(f)
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(_unknown(_flag(f.name), getattr(self, f.name), choices))
         if not (self.device in ("auto", "cpu", "cuda")

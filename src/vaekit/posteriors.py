@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
 from vaekit.distributions import diagonal_normal
+from vaekit.errors import ConfigError
 from vaekit.flows import FLOWS, FlowDistribution
 
 #: Log-variances are clamped to this range: exp(-14) ~ 1e-6 to exp(10) ~ 2e4. Outside it a
@@ -51,8 +55,26 @@ class FlowPosterior(GaussianPosterior):
         return FlowDistribution(self.gaussian(x, h), [flow(h) for flow in self.flows])
 
 
+def _flow_posterior(flow: str) -> Callable[[nn.Module, int, int, Any], GaussianPosterior]:
+    def build(body: nn.Module, feature_dim: int, latent_dim: int, config: Any) -> GaussianPosterior:
+        return FlowPosterior(body, feature_dim, latent_dim, flow, config.flow_steps)
+
+    return build
+
+
+#: The posteriors, by --posterior name: the diagonal Gaussian and one refined by each registered
+#: flow (FLOWS). The one list of choices (Config validates against it). Each is built as
+#: `POSTERIORS[name](encoder_body, feature_dim, latent_dim, config)`.
+POSTERIORS: dict[str, Callable[[nn.Module, int, int, Any], GaussianPosterior]] = {
+    "gaussian": lambda body, feature_dim, latent_dim, config: GaussianPosterior(
+        body, feature_dim, latent_dim),
+    **{flow: _flow_posterior(flow) for flow in FLOWS},
+}
+
+
 def build_posterior(kind: str, body: nn.Module, feature_dim: int, latent_dim: int,
-                    flow_steps: int) -> GaussianPosterior:
-    if kind == "gaussian":
-        return GaussianPosterior(body, feature_dim, latent_dim)
-    return FlowPosterior(body, feature_dim, latent_dim, kind, flow_steps)
+                    config: Any) -> GaussianPosterior:
+    """The posterior `kind` (a key of POSTERIORS) on the encoder `body`."""
+    if kind not in POSTERIORS:
+        raise ConfigError(f"unknown posterior {kind!r}; choose from: {', '.join(POSTERIORS)}")
+    return POSTERIORS[kind](body, feature_dim, latent_dim, config)

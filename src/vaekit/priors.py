@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from vaekit.distributions import (
     StandardNormal,
     diagonal_normal,
 )
+from vaekit.errors import ConfigError
 from vaekit.flows import AffineCoupling, FlowDistribution
 from vaekit.posteriors import LOG_VAR_RANGE
 
@@ -96,14 +97,19 @@ class FlowPrior(nn.Module):
         return FlowDistribution(base, [flow() for flow in self.flows])
 
 
-def build_prior(kind: str, latent_dim: int, event_shape: tuple[int, ...], components: int,
-                pseudo_inputs: int, flow_steps: int) -> nn.Module:
-    if kind == "normal":
-        return StandardNormalPrior(latent_dim)
-    if kind == "mog":
-        return MixturePrior(latent_dim, components)
-    if kind == "vamp":
-        return VampPrior(latent_dim, event_shape, pseudo_inputs)
-    if kind == "flow":
-        return FlowPrior(latent_dim, flow_steps)
-    raise ValueError(f"unknown prior {kind!r}")
+#: The priors, by --prior name: the one list of choices (Config validates against it). Each is
+#: built as `PRIORS[name](latent_dim, event_shape, config)`.
+PRIORS: dict[str, Callable[[int, tuple[int, ...], Any], nn.Module]] = {
+    "normal": lambda latent_dim, event_shape, config: StandardNormalPrior(latent_dim),
+    "mog": lambda latent_dim, event_shape, config: MixturePrior(latent_dim, config.components),
+    "vamp": lambda latent_dim, event_shape, config: VampPrior(latent_dim, event_shape,
+                                                              config.pseudo_inputs),
+    "flow": lambda latent_dim, event_shape, config: FlowPrior(latent_dim, config.flow_steps),
+}
+
+
+def build_prior(kind: str, latent_dim: int, event_shape: tuple[int, ...], config: Any) -> nn.Module:
+    """The prior `kind` (a key of PRIORS), with its options read from `config`."""
+    if kind not in PRIORS:
+        raise ConfigError(f"unknown prior {kind!r}; choose from: {', '.join(PRIORS)}")
+    return PRIORS[kind](latent_dim, event_shape, config)

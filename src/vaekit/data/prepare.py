@@ -8,6 +8,7 @@ from torch import Tensor
 from vaekit.config import Config
 from vaekit.data.binarize import binarize_fixed, dequantize_fixed
 from vaekit.data.datasets import Dataset
+from vaekit.distributions import likelihood_support
 from vaekit.errors import DataError
 
 
@@ -16,6 +17,16 @@ def resolve_binarize(config: Config, data: Dataset) -> str:
     if config.binarize == "auto":
         return "dynamic" if config.likelihood == "bernoulli" and data.images else "none"
     return config.binarize
+
+
+def resolve_standardize(config: Config, data: Dataset) -> str:
+    """The standardisation `config` implies for `data`, with "auto" resolved: on for a
+    likelihood on the real line (no bounded support, such as the Gaussian) on data that are not
+    images, whose dimensions may have any scale."""
+    if config.standardize == "auto":
+        real_line = likelihood_support(config.likelihood) is None
+        return "on" if real_line and not data.images else "off"
+    return config.standardize
 
 
 def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:

@@ -11,14 +11,18 @@ from vaekit.distributions.gaussian import DiagonalGaussianMixture, DiagonalNorma
 from vaekit.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
     GaussianLikelihood,
     Likelihood,
     bits_per_dim,
+    build_likelihood,
+    likelihood_support,
 )
 
 __all__ = [
     "LIKELIHOODS",
     "BernoulliLikelihood",
+    "ContinuousBernoulliLikelihood",
     "DiagonalGaussianMixture",
     "DiagonalNormal",
     "GaussianLikelihood",
@@ -26,7 +30,9 @@ __all__ = [
     "StandardNormal",
     "analytic_kl",
     "bits_per_dim",
+    "build_likelihood",
     "diagonal_normal",
+    "likelihood_support",
     "rsample_and_log_prob",
 ]
 

@@ -8,13 +8,20 @@ rescales the reconstruction term against the KL, the most common VAE bug).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import (
+    Bernoulli,
+    ContinuousBernoulli,
+    Distribution,
+    Independent,
+    Normal,
+)
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -22,8 +29,13 @@ _LOG_2PI = math.log(2 * math.pi)
 class Likelihood(nn.Module):
     """Base class: `forward(params)` maps decoder outputs of shape (*batch, *event) to p(x|z)."""
 
-    #: Inclusive range of data values this likelihood is defined on (None = unbounded).
+    #: Inclusive range of data values this likelihood is defined on (None = the real line):
+    #: data outside it are refused before training, and data on the real line are standardised
+    #: by default (`--standardize auto`).
     support: tuple[float, float] | None = None
+    #: Whether p(x|z) is a probability mass (Bernoulli) rather than a density: dequantization
+    #: is for densities only.
+    discrete: bool = False
 
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -42,12 +54,18 @@ class Likelihood(nn.Module):
         without building the distribution (the training step calls this)."""
         return self(params).log_prob(x)
 
+    def caveat(self, x: Tensor) -> str | None:
+        """What a log-density of this likelihood on `x` is *not*, where that matters (None when
+        it is an honest likelihood of x): printed beside every "log p(x)" of such data."""
+        return None
+
 
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli on logits; also accepts grey levels in [0, 1] as soft targets
     (log p = x log s + (1-x) log(1-s), the cross-entropy; a likelihood only for binary x)."""
 
     support = (0.0, 1.0)
+    discrete = True
 
     def forward(self, params: Tensor) -> Distribution:
         return _BernoulliEvent(Bernoulli(logits=params, validate_args=False),
@@ -58,6 +76,14 @@ class BernoulliLikelihood(Likelihood):
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         return bernoulli_log_prob(params, x, len(self.event_shape))
+
+    def caveat(self, x: Tensor) -> str | None:
+        if bool(((x != 0) & (x != 1)).any()):
+            return ("a Bernoulli likelihood on grey levels: its 'log p(x)' is minus a "
+                    "cross-entropy, not a likelihood of the grey-level data, and bits/dim is no "
+                    "likelihood either (binarize the data, or use --likelihood "
+                    "continuous-bernoulli, whose density is normalised on [0, 1])")
+        return None
 
 
 #: Factors (1 + e^-|l|) multiplied before one log in `bernoulli_log_prob` without gradient:
@@ -109,6 +135,25 @@ def _bernoulli_log_prob_grouped(logits: Tensor, x: Tensor) -> Tensor:
     return (x * logits - logits.clamp(min=0)).sum(-1) - log_terms
 
 
+class ContinuousBernoulliLikelihood(Likelihood):
+    """The continuous Bernoulli on logits (Loaiza-Ganem & Cunningham 2019): the Bernoulli's
+    x log s + (1-x) log(1-s) made a normalised density on [0, 1] by its normaliser
+
+        log C(s) = log(2 artanh(1 - 2s) / (1 - 2s))   (log 2 at s = 1/2),
+
+    so that log p(x) is a true log-density of grey levels in [0, 1]. Its mean is not s:
+    s / (2s - 1) + 1 / (2 artanh(1 - 2s))."""
+
+    support = (0.0, 1.0)
+
+    def forward(self, params: Tensor) -> Distribution:
+        return Independent(ContinuousBernoulli(logits=params, validate_args=False),
+                           len(self.event_shape), validate_args=False)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return ContinuousBernoulli(logits=params, validate_args=False).mean
+
+
 class GaussianLikelihood(Likelihood):
     """Independent Gaussian with the decoder's output as mean and a variance that is fixed at 1,
     one learned scalar (`shared`, as in probabilistic PCA) or learned per dimension (`diagonal`,
@@ -142,10 +187,29 @@ class GaussianLikelihood(Likelihood):
         return -0.5 * ((x - params).square().sum(dims) * precision + d * (self.log_var + _LOG_2PI))
 
 
+#: The likelihoods, by --likelihood name: the one list of choices (Config validates against
+#: it). Each is built as `LIKELIHOODS[name](event_shape)`, with `variance=` where it takes one
+#: (see `build_likelihood`); a subclass of Likelihood registered here is usable at once.
 LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
-    "bernoulli": lambda event_shape, variance="shared": BernoulliLikelihood(event_shape),
+    "bernoulli": BernoulliLikelihood,
+    "continuous-bernoulli": ContinuousBernoulliLikelihood,
     "gaussian": GaussianLikelihood,
 }
+
+
+def build_likelihood(name: str, event_shape: tuple[int, ...], variance: str) -> Likelihood:
+    """LIKELIHOODS[name] for data of `event_shape`; `variance` goes to those that take it."""
+    factory = LIKELIHOODS[name]
+    try:
+        takes_variance = "variance" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_variance = False
+    return factory(event_shape, variance=variance) if takes_variance else factory(event_shape)
+
+
+def likelihood_support(name: str) -> tuple[float, float] | None:
+    """The data range LIKELIHOODS[name] is defined on, without building it (None: all reals)."""
+    return getattr(LIKELIHOODS.get(name), "support", None)
 
 
 def bits_per_dim(nll_nats: float, num_dims: int, bin_width: float | None = None) -> float:

@@ -56,5 +56,8 @@ def evaluate(model: VAE, x: Tensor, k: int = 1, chunk_rows: int = DEFAULT_CHUNK_
         "k": k,
         "n": len(x),
     }
+    caveat = model.likelihood.caveat(x)
+    if caveat is not None:
+        report["caveat"] = caveat
     report["seconds"] = round(time.perf_counter() - start, 3)
     return report

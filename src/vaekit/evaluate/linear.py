@@ -20,7 +20,8 @@ from vaekit.models import VAE
 
 
 def linear_gaussian_marginal(model: VAE) -> MultivariateNormal:
-    """The exact p(x) of a VAE with a linear decoder and a Gaussian likelihood."""
+    """The exact p(x) of a VAE with a linear decoder and a Gaussian likelihood (in the data's
+    units, where the model standardises them)."""
     linears = [m for m in model.decoder.modules() if isinstance(m, nn.Linear)]
     if len(linears) != 1 or not isinstance(model.likelihood, GaussianLikelihood) or \
             len(model.event_shape) != 1:
@@ -28,7 +29,13 @@ def linear_gaussian_marginal(model: VAE) -> MultivariateNormal:
                          "vector data")
     w, b = linears[0].weight.double(), linears[0].bias.double()  # (D, L), (D,)
     psi = torch.exp(model.likelihood.log_var.double()).expand(b.shape)
-    return MultivariateNormal(b, covariance_matrix=w @ w.T + torch.diag(psi))
+    cov = w @ w.T + torch.diag(psi)  # of y, the data as the model sees them
+    if model.standardize is None:
+        return MultivariateNormal(b, covariance_matrix=cov)
+    # x = m + s * y: mean m + s b, covariance S cov S with S = diag(s)
+    shift, scale = model.standardize.shift.double(), model.standardize.scale.double()
+    return MultivariateNormal(shift + scale * b,
+                              covariance_matrix=scale[:, None] * cov * scale[None, :])
 
 
 @torch.no_grad()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from vaekit.errors import ConfigError
 
+#: Activation layers by --activation name: the one list of choices.
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid,
@@ -95,37 +97,79 @@ class ConvDecoder(nn.Module):
         return out.reshape(*batch, *out.shape[1:])
 
 
+def _linear_encoder(event_shape: tuple[int, ...], hidden: tuple[int, ...],
+                    channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
+    return FlattenEvent(event_shape), math.prod(event_shape)
+
+
+def _linear_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...],
+                    channels: tuple[int, ...], activation: str) -> nn.Module:
+    return nn.Sequential(nn.Linear(latent_dim, math.prod(event_shape)), Unflatten(event_shape))
+
+
+def _mlp_encoder(event_shape: tuple[int, ...], hidden: tuple[int, ...],
+                 channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
+    body = mlp([math.prod(event_shape), *hidden], activation, final_activation=True)
+    return nn.Sequential(FlattenEvent(event_shape), body), hidden[-1]
+
+
+def _mlp_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...],
+                 channels: tuple[int, ...], activation: str) -> nn.Module:
+    return nn.Sequential(mlp([latent_dim, *hidden[::-1], math.prod(event_shape)], activation,
+                             final_activation=False), Unflatten(event_shape))
+
+
+def _conv_encoder(event_shape: tuple[int, ...], hidden: tuple[int, ...],
+                  channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
+    _check_conv_shape(event_shape, channels)
+    width = hidden[-1] if hidden else 256
+    return ConvEncoder(event_shape, channels, width, activation), width
+
+
+def _conv_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...],
+                  channels: tuple[int, ...], activation: str) -> nn.Module:
+    _check_conv_shape(event_shape, channels)
+    width = hidden[-1] if hidden else 256
+    return ConvDecoder(event_shape, channels, width, latent_dim, activation)
+
+
+@dataclass(frozen=True)
+class NetFamily:
+    """A family of networks: `encoder(event_shape, hidden, channels, activation)` gives a body
+    mapping x (*batch, *event_shape) to features (*batch, F) and F;
+    `decoder(event_shape, latent_dim, hidden, channels, activation)` maps z (*batch, latent_dim)
+    to the likelihood's parameters (*batch, *event_shape)."""
+
+    encoder: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, ...], str],
+                      tuple[nn.Module, int]]
+    decoder: Callable[[tuple[int, ...], int, tuple[int, ...], tuple[int, ...], str], nn.Module]
+
+
+#: The network families, by --net name: the one list of choices (Config validates against it).
+NETS: dict[str, NetFamily] = {
+    "mlp": NetFamily(_mlp_encoder, _mlp_decoder),
+    "conv": NetFamily(_conv_encoder, _conv_decoder),
+    "linear": NetFamily(_linear_encoder, _linear_decoder),
+}
+
+
 def build_encoder(net: str, event_shape: tuple[int, ...], hidden: tuple[int, ...],
                   channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
     """An encoder body mapping x of shape (*batch, *event_shape) to features (*batch, F)."""
-    dim = math.prod(event_shape)
-    if net == "linear":
-        return FlattenEvent(event_shape), dim
-    if net == "mlp":
-        body = mlp([dim, *hidden], activation, final_activation=True)
-        return nn.Sequential(FlattenEvent(event_shape), body), hidden[-1]
-    if net == "conv":
-        _check_conv_shape(event_shape, channels)
-        width = hidden[-1] if hidden else 256
-        return ConvEncoder(event_shape, channels, width, activation), width
-    raise ConfigError(f"unknown --net {net!r}; choose from: mlp, conv, linear")
+    return _family(net).encoder(tuple(event_shape), hidden, channels, activation)
 
 
 def build_decoder(net: str, event_shape: tuple[int, ...], latent_dim: int,
                   hidden: tuple[int, ...], channels: tuple[int, ...], activation: str) -> nn.Module:
     """A decoder mapping z of shape (*batch, latent_dim) to likelihood parameters
     (*batch, *event_shape)."""
-    dim = math.prod(event_shape)
-    if net == "linear":
-        return nn.Sequential(nn.Linear(latent_dim, dim), Unflatten(event_shape))
-    if net == "mlp":
-        return nn.Sequential(mlp([latent_dim, *hidden[::-1], dim], activation,
-                                 final_activation=False), Unflatten(event_shape))
-    if net == "conv":
-        _check_conv_shape(event_shape, channels)
-        width = hidden[-1] if hidden else 256
-        return ConvDecoder(event_shape, channels, width, latent_dim, activation)
-    raise ConfigError(f"unknown --net {net!r}; choose from: mlp, conv, linear")
+    return _family(net).decoder(tuple(event_shape), latent_dim, hidden, channels, activation)
+
+
+def _family(net: str) -> NetFamily:
+    if net not in NETS:
+        raise ConfigError(f"unknown --net {net!r}; choose from: {', '.join(NETS)}")
+    return NETS[net]
 
 
 def _check_conv_shape(event_shape: tuple[int, ...], channels: tuple[int, ...]) -> None:

@@ -31,6 +31,7 @@ from vaekit.data import (
     dequantize,
     prepare_eval_data,
     resolve_binarize,
+    resolve_standardize,
 )
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluate.elbo import dataset_elbo
@@ -164,6 +165,8 @@ class Trainer:
                               f"number of processes ({self.dist.world_size})")
         self.binarize = resolve_binarize(config, data)
         check_data_fits(config, data, self.binarize)
+        if config.standardize == "auto":  # recorded resolved: the run's model is rebuilt from it
+            self.config = config = config.replace(standardize=resolve_standardize(config, data))
 
         torch.manual_seed(config.seed)
         self.model = build_model(config, data.event_shape).to(self.device)
@@ -205,9 +208,12 @@ class Trainer:
         self.best_weights: dict[str, Tensor] | None = None
         self.last_good: dict[str, Any] | None = None
 
+        if self.model.standardize is not None:
+            self.model.standardize.fit(self.train_x)
         init_from_data = getattr(self.model.prior, "init_from_data", None)
         if init_from_data is not None:  # VampPrior: pseudo-inputs start at training examples
-            init_from_data(self.train_x, torch.Generator().manual_seed(config.seed + 3))
+            init_from_data(self.model.to_model_units(self.train_x),
+                           torch.Generator().manual_seed(config.seed + 3))
         loss_module = LossModule(self.model, config.objective, config.free_bits, self.dist)
         self.loss_module: nn.Module = loss_module
         if self.dist.enabled:
