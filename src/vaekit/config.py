@@ -78,6 +78,8 @@ class Config:
     likelihood: str = field(default="bernoulli", metadata=_help(
         "p(x|z): bernoulli on logits (binary data; grey levels as soft targets), "
         "continuous-bernoulli (grey levels in [0,1]) or gaussian (real-valued data)"))
+    mixture_components: int = field(default=10, metadata=_help(
+        "logistics per pixel of --likelihood logistic-mixture"))
     variance: Literal["fixed", "shared", "diagonal"] = field(default="shared", metadata=_help(
         "gaussian likelihood variance: fixed (=1), shared (one learned scalar), "
         "diagonal (one learned value per dimension)"))
@@ -127,12 +129,13 @@ class Config:
     # Fields that describe the model's architecture (all that is needed to rebuild it).
     MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "net", "hidden", "channels", "activation", "latent_dim", "likelihood", "variance",
-        "posterior", "flow_steps", "standardize", "prior", "components", "pseudo_inputs")
+        "mixture_components", "posterior", "flow_steps", "standardize", "prior", "components",
+        "pseudo_inputs")
 
     def validate(self) -> Config:
         """Check every value; raise ConfigError naming the first bad one."""
         positive_ints = ("latent_dim", "epochs", "batch_size", "flow_steps", "components",
-                         "pseudo_inputs", "iw_samples")
+                         "mixture_components", "pseudo_inputs", "iw_samples")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

@@ -8,7 +8,7 @@ from torch import Tensor
 from vaekit.config import Config
 from vaekit.data.binarize import binarize_fixed, dequantize_fixed
 from vaekit.data.datasets import Dataset
-from vaekit.distributions import likelihood_support
+from vaekit.distributions import LIKELIHOODS, likelihood_support
 from vaekit.errors import DataError
 
 
@@ -30,17 +30,35 @@ def resolve_standardize(config: Config, data: Dataset) -> str:
 
 
 def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
-    """Refuse data the likelihood is not defined on, before any step is taken."""
-    needs_unit = config.likelihood == "bernoulli" or binarize_mode != "none"
-    if not needs_unit:
+    """Refuse data the likelihood is not defined on, before any step is taken: values outside
+    its `support` (or outside [0, 1] for binarization), and values off the grid of its `levels`
+    for a likelihood of quantized data."""
+    likelihood = LIKELIHOODS.get(config.likelihood)
+    support = likelihood_support(config.likelihood)
+    if binarize_mode != "none":
+        support, why = (0.0, 1.0), "binarization"
+    else:
+        why = f"--likelihood {config.likelihood}"
+    levels: int | None = getattr(likelihood, "levels", None)
+    if support is None and levels is None:
         return
     for split in ("train", "val", "test"):
         x = data.split(split)
-        if len(x) and (x.min() < 0 or x.max() > 1):
-            why = "a Bernoulli likelihood" if config.likelihood == "bernoulli" else "binarization"
+        if not len(x):
+            continue
+        low, high = float(x.min()), float(x.max())
+        if support is not None and (low < support[0] or high > support[1]):
             raise DataError(
-                f"{data.name} ({split}): values span [{x.min():.4g}, {x.max():.4g}] but {why} "
-                "needs data in [0, 1]; rescale it, or use --likelihood gaussian")
+                f"{data.name} ({split}): values span [{low:.4g}, {high:.4g}] but {why} needs "
+                f"data in [{support[0]:g}, {support[1]:g}]; rescale it, or use --likelihood "
+                "gaussian")
+        if levels is not None and binarize_mode == "none":
+            scaled = x * (levels - 1)
+            if float((scaled - scaled.round()).abs().max()) > 1e-3:
+                raise DataError(
+                    f"{data.name} ({split}): --likelihood {config.likelihood} models {levels} "
+                    f"levels (k/{levels - 1} for k = 0..{levels - 1}, as 8-bit images are "
+                    "read), and these values are not on that grid")
 
 
 def prepare_eval_data(x: Tensor, binarize_mode: str, bin_width: float | None) -> Tensor:

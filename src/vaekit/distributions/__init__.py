@@ -7,6 +7,10 @@ from functools import singledispatch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
+from vaekit.distributions.discretized import (
+    DiscretizedLogisticLikelihood,
+    LogisticMixtureLikelihood,
+)
 from vaekit.distributions.gaussian import DiagonalGaussianMixture, DiagonalNormal, StandardNormal
 from vaekit.distributions.likelihoods import (
     LIKELIHOODS,
@@ -19,14 +23,19 @@ from vaekit.distributions.likelihoods import (
     likelihood_support,
 )
 
+LIKELIHOODS["discretized-logistic"] = DiscretizedLogisticLikelihood
+LIKELIHOODS["logistic-mixture"] = LogisticMixtureLikelihood
+
 __all__ = [
     "LIKELIHOODS",
     "BernoulliLikelihood",
     "ContinuousBernoulliLikelihood",
     "DiagonalGaussianMixture",
     "DiagonalNormal",
+    "DiscretizedLogisticLikelihood",
     "GaussianLikelihood",
     "Likelihood",
+    "LogisticMixtureLikelihood",
     "StandardNormal",
     "analytic_kl",
     "bits_per_dim",

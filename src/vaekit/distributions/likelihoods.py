@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,11 @@ class Likelihood(nn.Module):
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.event_shape = tuple(event_shape)
+
+    def param_shape(self) -> tuple[int, ...]:
+        """The shape of the decoder's output for one example: one parameter per data dimension
+        (the event shape) unless the likelihood needs more, such as a location and a scale."""
+        return self.event_shape
 
     def forward(self, params: Tensor) -> Distribution:
         raise NotImplementedError
@@ -188,8 +194,10 @@ class GaussianLikelihood(Likelihood):
 
 
 #: The likelihoods, by --likelihood name: the one list of choices (Config validates against
-#: it). Each is built as `LIKELIHOODS[name](event_shape)`, with `variance=` where it takes one
-#: (see `build_likelihood`); a subclass of Likelihood registered here is usable at once.
+#: it). Each is built as `LIKELIHOODS[name](event_shape, **options)`, its options being the
+#: Config fields named like its keyword parameters (see `build_likelihood`); a subclass of
+#: Likelihood registered here is usable at once. (The 8-bit ones are added by
+#: vaekit.distributions.discretized.)
 LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
     "bernoulli": BernoulliLikelihood,
     "continuous-bernoulli": ContinuousBernoulliLikelihood,
@@ -197,14 +205,16 @@ LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
 }
 
 
-def build_likelihood(name: str, event_shape: tuple[int, ...], variance: str) -> Likelihood:
-    """LIKELIHOODS[name] for data of `event_shape`; `variance` goes to those that take it."""
+def build_likelihood(name: str, event_shape: tuple[int, ...], config: Any) -> Likelihood:
+    """LIKELIHOODS[name] for data of `event_shape`, given the fields of `config` that it takes
+    as keyword parameters (`variance` for the Gaussian, `mixture_components`...)."""
     factory = LIKELIHOODS[name]
     try:
-        takes_variance = "variance" in inspect.signature(factory).parameters
+        parameters = list(inspect.signature(factory).parameters)[1:]
     except (TypeError, ValueError):
-        takes_variance = False
-    return factory(event_shape, variance=variance) if takes_variance else factory(event_shape)
+        parameters = []
+    options = {p: getattr(config, p) for p in parameters if hasattr(config, p)}
+    return factory(event_shape, **options)
 
 
 def likelihood_support(name: str) -> tuple[float, float] | None:

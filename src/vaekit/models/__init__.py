@@ -22,9 +22,9 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> VAE:
     body, features = build_encoder(config.net, event_shape, config.hidden, config.channels,
                                    config.activation)
     posterior = build_posterior(config.posterior, body, features, config.latent_dim, config)
-    decoder = build_decoder(config.net, event_shape, config.latent_dim, config.hidden,
-                            config.channels, config.activation)
-    likelihood = build_likelihood(config.likelihood, event_shape, config.variance)
+    likelihood = build_likelihood(config.likelihood, event_shape, config)
+    decoder = build_decoder(config.net, likelihood.param_shape(), config.latent_dim,
+                            config.hidden, config.channels, config.activation)
     prior = build_prior(config.prior, config.latent_dim, event_shape, config)
     standardize = Standardize(event_shape) if config.standardize == "on" else None
     model = VAE(prior, posterior, decoder, likelihood, event_shape, config.latent_dim,

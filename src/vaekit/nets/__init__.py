@@ -137,8 +137,8 @@ def _conv_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[i
 class NetFamily:
     """A family of networks: `encoder(event_shape, hidden, channels, activation)` gives a body
     mapping x (*batch, *event_shape) to features (*batch, F) and F;
-    `decoder(event_shape, latent_dim, hidden, channels, activation)` maps z (*batch, latent_dim)
-    to the likelihood's parameters (*batch, *event_shape)."""
+    `decoder(param_shape, latent_dim, hidden, channels, activation)` maps z (*batch, latent_dim)
+    to the likelihood's parameters (*batch, *param_shape)."""
 
     encoder: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, ...], str],
                       tuple[nn.Module, int]]
@@ -159,11 +159,12 @@ def build_encoder(net: str, event_shape: tuple[int, ...], hidden: tuple[int, ...
     return _family(net).encoder(tuple(event_shape), hidden, channels, activation)
 
 
-def build_decoder(net: str, event_shape: tuple[int, ...], latent_dim: int,
+def build_decoder(net: str, param_shape: tuple[int, ...], latent_dim: int,
                   hidden: tuple[int, ...], channels: tuple[int, ...], activation: str) -> nn.Module:
     """A decoder mapping z of shape (*batch, latent_dim) to likelihood parameters
-    (*batch, *event_shape)."""
-    return _family(net).decoder(tuple(event_shape), latent_dim, hidden, channels, activation)
+    (*batch, *param_shape): the likelihood's `param_shape()`, which is the data's event shape
+    or, for an image likelihood with several parameters per pixel, (P, H, W)."""
+    return _family(net).decoder(tuple(param_shape), latent_dim, hidden, channels, activation)
 
 
 def _family(net: str) -> NetFamily:
