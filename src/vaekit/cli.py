@@ -226,7 +226,7 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     if args.split is None:
         args.split = "all" if args.data and Path(args.data).suffix in (".npy", ".npz") else "test"
     mode = info.data.get("binarize", "none")
-    check_data_fits(info.config, data, mode)
+    check_data_fits(info.config, data, mode, training=False)
     x = data.split(args.split)
     if len(x) == 0:
         raise DataError(f"the {args.split} split of {data.name} is empty")

@@ -3,6 +3,8 @@ needs, and the fixed transforms of validation and test data."""
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
 from vaekit.config import Config
@@ -18,8 +20,12 @@ def resolve_binarize(config: Config, data: Dataset) -> str:
     return config.binarize
 
 
-def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
-    """Refuse data the likelihood is not defined on, before any step is taken."""
+def check_data_fits(config: Config, data: Dataset, binarize_mode: str, *,
+                    training: bool = True) -> None:
+    """Refuse data the likelihood is not defined on, before any step is taken; in `training`
+    also a latent space larger than the data (a model already trained is still evaluated)."""
+    if training:
+        check_latent_fits(config, data)
     needs_unit = config.likelihood == "bernoulli" or binarize_mode != "none"
     if not needs_unit:
         return
@@ -30,6 +36,16 @@ def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
             raise DataError(
                 f"{data.name} ({split}): values span [{x.min():.4g}, {x.max():.4g}] but {why} "
                 "needs data in [0, 1]; rescale it, or use --likelihood gaussian")
+
+
+def check_latent_fits(config: Config, data: Dataset) -> None:
+    """Refuse a latent dimension above the data's: a code of D dimensions already holds any
+    D-dimensional example, and the extra width only costs memory (and checkpoint size)."""
+    data_dim = math.prod(data.event_shape)
+    if config.latent_dim > data_dim:
+        raise DataError(f"--latent-dim {config.latent_dim} is larger than the dimension of the "
+                        f"data ({data_dim}: {data.name} examples of shape {data.event_shape}); "
+                        f"use at most {data_dim}")
 
 
 def prepare_eval_data(x: Tensor, binarize_mode: str, bin_width: float | None) -> Tensor:
