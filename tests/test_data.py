@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 import gzip
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import FASHION_DIR, MNIST_DIR
 from vaekit.config import Config
-from vaekit.data import load_dataset
+from vaekit.data import SPLITS, load_dataset
 from vaekit.data.idx import parse_idx, read_idx
 from vaekit.errors import ConfigError, DataError
 
@@ -116,3 +118,335 @@ def test_config_parser_accepts_valid_values_or_names_the_problem(values: dict) -
         assert str(e) and "\n" not in str(e)
     else:
         assert config.latent_dim > 0 and config.lr > 0 and all(h > 0 for h in config.hidden)
+
+
+# --- user paths: every one checked, each problem one line (issue #16, item 1)
+
+PATH_CASES = ("data dir is a file", "data dir does not exist", "data dir below a file",
+              "data dir is empty", "IDX file is a directory", "VAEKIT_DATA_DIR is a file",
+              "data file is a directory", "data file below a file",
+              "missing data file of another format", "a .csv table", "text in a .npy file")
+
+
+def _path_cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str], str]]:
+    """(case, argv, environment, text the one-line message must contain), files in tmp."""
+    a_file = tmp / "passwd"
+    a_file.write_text("root:x:0:0\n")
+    empty = tmp / "empty"
+    empty.mkdir()
+    odd = tmp / "odd"
+    (odd / "train-images-idx3-ubyte").mkdir(parents=True)
+    table = tmp / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    text_npy = tmp / "text.npy"
+    text_npy.write_text("1 2 3\n")
+    return [
+        ("data dir is a file", ["--data", "mnist", "--data-dir", str(a_file)], {},
+         "is not a directory"),
+        ("data dir does not exist", ["--data", "mnist", "--data-dir", str(tmp / "no")], {},
+         "does not exist"),
+        ("data dir below a file", ["--data", "mnist", "--data-dir", str(a_file / "d")], {},
+         "does not exist"),
+        ("data dir is empty", ["--data", "fashion-mnist", "--data-dir", str(empty)], {},
+         "is empty"),
+        ("IDX file is a directory", ["--data", "mnist", "--data-dir", str(odd)], {},
+         "is a directory, not an IDX file"),
+        ("VAEKIT_DATA_DIR is a file", ["--data", "mnist"], {"VAEKIT_DATA_DIR": str(a_file)},
+         "$VAEKIT_DATA_DIR"),
+        ("data file is a directory", ["--data", str(empty)], {}, "is a directory, not a file"),
+        ("data file below a file", ["--data", str(a_file / "x.npy")], {}, "does not exist"),
+        ("missing data file of another format", ["--data", str(tmp / "x.csv")], {},
+         "does not exist"),
+        ("a .csv table", ["--data", str(table)], {}, "does not read .csv files"),
+        ("text in a .npy file", ["--data", str(text_npy)], {}, "not a valid NumPy file"),
+    ]
+
+
+@pytest.mark.parametrize("case", PATH_CASES)
+def test_bad_data_paths_end_in_one_line_error(case: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from vaekit.cli import main
+
+    cases = {name: rest for name, *rest in _path_cases(tmp_path)}
+    assert tuple(cases) == PATH_CASES
+    argv, env, text = cases[case]
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code = main(["train", *argv, "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("vaekit: error: ") and err.count("\n") == 1, err
+    assert text in err and "Traceback" not in err and "pickled" not in err
+
+
+@pytest.mark.parametrize("target", ["data file", "data dir"])
+def test_unreadable_data_paths_end_in_one_line_error(target: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Permission is denied by the operating system (as a user without rights; root reads
+    everything, so the refusal is simulated for the one path)."""
+    import os
+
+    from vaekit.cli import main
+
+    path = tmp_path / ("x.npy" if target == "data file" else "idx")
+    if target == "data file":
+        np.save(path, np.zeros((20, 3)))
+        argv = ["--data", str(path)]
+    else:
+        path.mkdir()
+        (path / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((20, 4, 4))))
+        argv = ["--data", "mnist", "--data-dir", str(path)]
+    access, scandir = os.access, os.scandir
+
+    def denied(p: object) -> bool:
+        return Path(str(p)) == path
+
+    monkeypatch.setattr(os, "access", lambda p, mode: not denied(p) and access(p, mode))
+
+    def no_listing(p: object) -> object:
+        if denied(p):
+            raise PermissionError(13, "Permission denied", str(p))
+        return scandir(p)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", no_listing)
+    assert main(["train", *argv, "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and err.count("\n") == 1, err
+
+
+def test_evaluating_with_a_directory_as_data_is_one_line(tiny_run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    from vaekit.cli import main
+
+    assert main(["evaluate", str(tiny_run), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and err.count("\n") == 1
+
+
+# --- labels (item 9): read where the source has them, and kept with their examples
+
+def write_idx_dir(folder: Path, n_train: int, n_test: int, fill: int = 0,
+                  labels: bool = True) -> Path:
+    """Tiny IDX files: image i is filled with 10 * its label + fill, so an image names its
+    label (and `fill` names the directory it came from)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(n_train)
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        images = np.repeat(10 * y + fill, 16).reshape(n, 4, 4)
+        prefix = "train" if split == "train" else "t10k"
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        if labels:
+            (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(y)))
+    return folder
+
+
+def _labelled_sources(tmp: Path) -> dict[str, tuple[str, str | None, Callable]]:
+    """name -> (dataset, data_dir, label of an example (1-D or image tensor))."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, 90)
+    x = np.stack([y * 3.0, rng.normal(size=90)], axis=1)  # column 0 names the label
+    np.savez(tmp / "one.npz", train=x[:70], train_labels=y[:70], test=x[70:],
+             test_labels=y[70:])
+    np.savez(tmp / "three.npz", train=x[:60], train_labels=y[:60], val=x[60:75],
+             val_labels=y[60:75], test=x[75:], test_labels=y[75:])
+    write_idx_dir(tmp / "idx", 80, 20)
+    return {"npz train/test": (str(tmp / "one.npz"), None, lambda e: e[0] / 3),
+            "npz train/val/test": (str(tmp / "three.npz"), None, lambda e: e[0] / 3),
+            "idx directory": ("mnist", str(tmp / "idx"), lambda e: (e.flatten()[0] * 255) / 10)}
+
+
+@pytest.mark.parametrize("source", ["npz train/test", "npz train/val/test", "idx directory"])
+def test_labels_follow_their_examples_through_the_split(source: str, tmp_path: Path) -> None:
+    name, data_dir, label_of = _labelled_sources(tmp_path)[source]
+    d = load_dataset(name, data_dir, val_fraction=0.25)
+    assert d.labels is not None
+    for split in SPLITS:
+        x, y = d.split(split), d.split_labels(split)
+        assert y is not None and y.dtype == torch.int64 and len(y) == len(x) > 0
+        assert [round(float(label_of(e))) for e in x] == y.tolist(), split
+
+
+def test_digits_carry_their_labels_in_every_split() -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    d = load_dataset("digits")
+    assert np.array_equal(d.split_labels("all").numpy(), digits.target)
+    labels_of = {}
+    for image, label in zip(digits.images, digits.target):
+        labels_of.setdefault((image / 16).astype(np.float32).tobytes(), set()).add(int(label))
+    for split in ("train", "val", "test"):
+        for image, label in zip(d.split(split), d.split_labels(split)):
+            assert int(label) in labels_of[image[0].numpy().tobytes()]
+
+
+def test_idx_images_without_label_files_load_without_labels(tmp_path: Path) -> None:
+    d = load_dataset("mnist", str(write_idx_dir(tmp_path / "idx", 30, 10, labels=False)))
+    assert d.labels is None and d.split_labels("train") is None and len(d.test) == 10
+
+
+def test_an_idx_label_file_of_the_wrong_length_is_refused(tmp_path: Path) -> None:
+    folder = write_idx_dir(tmp_path / "idx", 30, 10)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(9))))
+    with pytest.raises(DataError, match="expected 10 integer labels"):
+        load_dataset("mnist", str(folder))
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"train": np.zeros((10, 2)), "train_labels": np.zeros(10, int), "test": np.zeros((5, 2))},
+     "labels are given for"),
+    ({"train": np.zeros((10, 2)), "train_labels": np.zeros(9, int)}, r"shape \(10,\)"),
+    ({"train": np.zeros((10, 2)), "train_labels": np.zeros(10)}, "must be integers"),
+    ({"train": np.zeros((10, 2)), "labels": np.zeros(10, int)}, "unexpected arrays"),
+])
+def test_npz_labels_that_do_not_fit_are_refused(arrays: dict, message: str,
+                                                tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(tmp_path / "d.npz"))
+
+
+def test_latent_map_of_a_labelled_dataset_is_coloured_by_label(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vaekit
+    from vaekit import plots
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(plots, "save_latent_plots",
+                        lambda model, x, path, shape, labels=None: seen.update(x=x, labels=labels))
+    data = load_dataset("digits")
+    vaekit.train(data=data, out=tmp_path / "r", progress=False, hidden=(16,), latent_dim=2,
+                 epochs=1)
+    assert seen["labels"] is not None
+    assert torch.equal(seen["labels"], data.split_labels("test"))
+
+
+@pytest.mark.parametrize("n_classes,legend", [(10, True), (12, False)])
+def test_latent_plot_shows_a_legend_or_a_colour_bar(n_classes: int, legend: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit import plots
+    from vaekit.models import VAE  # noqa: F401  (the model type the plot takes)
+
+    figures: list = []
+    monkeypatch.setattr(plots, "_save_figure", lambda fig, path: figures.append(fig))
+
+    class Encoder:  # a stand-in: z = the first two inputs
+        def encode(self, x: torch.Tensor) -> torch.distributions.Normal:
+            return torch.distributions.Normal(x[:, :2], 1.0)
+
+    x = torch.randn(60, 2)
+    plots.save_latent_plots(Encoder(), x, "unused.png", None,
+                            labels=torch.arange(60) % n_classes)
+    ax = figures[0].axes[0]
+    if legend:
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [str(i) for i in range(10)]
+    else:
+        assert ax.get_legend() is None and len(figures[0].axes) == 2  # the colour bar's axes
+
+
+# --- the latent dimension (item 17a)
+
+def test_a_latent_space_larger_than_the_data_is_refused_in_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vaekit.cli import main
+    from vaekit.data import check_data_fits
+
+    digits = load_dataset("digits")  # 64 dimensions
+    check_data_fits(Config(latent_dim=64), digits, "none")
+    with pytest.raises(DataError, match="larger than the dimension of the data"):
+        check_data_fits(Config(latent_dim=65), digits, "none")
+    check_data_fits(Config(latent_dim=65), digits, "none", training=False)  # evaluating: as saved
+    assert main(["train", "--latent-dim", "100000", "--hidden", "8", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--latent-dim 100000 is larger" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_saved_model_with_a_wider_latent_space_is_still_evaluated(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs made before the refusal keep working: evaluation takes the model as saved."""
+    import vaekit
+    from vaekit.cli import main
+
+    config = Config(hidden=(8,), latent_dim=70)
+    vaekit.save(vaekit.build_model(config, (1, 8, 8)), tmp_path / "wide")
+    assert main(["evaluate", str(tmp_path / "wide"), "--n", "10"]) == 0, capsys.readouterr().err
+
+
+# --- where mnist / fashion-mnist are looked for (item 17b)
+
+@pytest.fixture
+def data_homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """$VAEKIT_DATA_DIR, ~ and a system directory, all empty and under tmp_path."""
+    from vaekit.data import mnist
+
+    dirs = {"env": tmp_path / "env", "home": tmp_path / "home", "system": tmp_path / "sys"}
+    monkeypatch.setenv("VAEKIT_DATA_DIR", str(dirs["env"]))
+    monkeypatch.setenv("HOME", str(dirs["home"]))
+    monkeypatch.setattr(mnist, "SYSTEM_DIRS", {"fashion-mnist": (dirs["system"],)})
+    return dirs
+
+
+def test_fashion_mnist_is_searched_in_the_users_then_the_systems_directories(
+        data_homes: dict[str, Path]) -> None:
+    from vaekit.data.mnist import search_dirs
+
+    env = data_homes["env"] / "fashion-mnist"
+    cache = data_homes["home"] / ".cache/vaekit/fashion-mnist"
+    assert search_dirs("fashion-mnist") == [env, cache, data_homes["system"]]
+    assert search_dirs("mnist") == [data_homes["env"] / "mnist",
+                                    data_homes["home"] / ".cache/vaekit/mnist"]
+    for fill, folder in ((3, data_homes["system"]), (2, cache), (1, env)):
+        write_idx_dir(folder, 20, 5, fill=fill)  # each found directory hides those after it
+        d = load_dataset("fashion-mnist")
+        assert round(float(d.train.flatten()[0]) * 255) % 10 == fill
+
+
+def test_a_failed_download_leaves_no_directory_behind(data_homes: dict[str, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    def offline(url: str, timeout: float) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="could not download"):
+        load_dataset("fashion-mnist", download=True)
+    with pytest.raises(DataError, match="no train-images-idx3-ubyte"):
+        load_dataset("mnist", download=False)
+    assert not data_homes["env"].exists() and not data_homes["home"].exists()
+
+
+def test_a_download_fills_the_first_directory_searched(data_homes: dict[str, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import urllib.request
+
+    source = write_idx_dir(data_homes["home"].parent / "source", 20, 5)
+
+    def serve(url: str, timeout: float) -> io.BytesIO:
+        stem = url.rsplit("/", 1)[1].removesuffix(".gz")
+        raw = (source / stem).read_bytes() if (source / stem).exists() else \
+            gzip.decompress((source / f"{stem}.gz").read_bytes())
+        return io.BytesIO(gzip.compress(raw))
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    d = load_dataset("mnist", download=True)
+    assert len(d.train) + len(d.val) == 20 and d.labels is not None
+    assert len(list((data_homes["env"] / "mnist").glob("*.gz"))) == 4
+
+
+def test_fashion_mnist_is_found_in_the_debian_package_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    monkeypatch.setenv("VAEKIT_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    d = load_dataset("fashion-mnist")
+    assert len(d.test) == 10000 and d.split_labels("test")[:3].tolist() == [9, 2, 1]
+    assert not any(tmp_path.iterdir())
