@@ -80,3 +80,22 @@ def test_a_run_on_an_image_array_draws_pictures_and_dequantizes_uint8(
     assert main(["sample", str(run), "-n", "4", "-o", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").is_file()
     assert main(["reconstruct", str(run), "-o", str(tmp_path / "r.png")]) == 0
+
+
+def test_runs_recorded_as_not_images_keep_reading_their_arrays_as_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run made before the image rule recorded images=False: resuming and evaluating it read
+    its array as it was trained on, (N, H, W) unscaled, not as (N, 1, H, W) images."""
+    import vaekit
+    from vaekit.config import Config
+
+    path = tmp_path / "x.npy"
+    np.save(path, UNIT[:, 0])
+    config = Config(data=str(path), hidden=(8,), latent_dim=2, epochs=1)
+    old = vaekit.train(config, data=load_dataset(str(path), images=False), out=tmp_path / "run",
+                       progress=False, pictures=False)
+    assert old.model.event_shape == (6, 5)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 0, \
+        capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "run"), "--data", str(path)]) == 0, \
+        capsys.readouterr().err

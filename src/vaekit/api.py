@@ -62,8 +62,11 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
                                  or (run_dir / MODEL_FILE).exists()):
             raise VaekitError(f"{run_dir} already holds a run; resume it with --resume "
                               f"{run_dir}, or choose another --out")
-    if data is None:
-        data = load_dataset(config.data, config.data_dir, config.val_fraction)
+    if data is None:  # a resumed run's arrays are read as it recorded them (images or not)
+        from vaekit.run import read_run_info
+
+        recorded = read_run_info(Path(resume)).data.get("images") if resume is not None else None
+        data = load_dataset(config.data, config.data_dir, config.val_fraction, images=recorded)
     trainer = Trainer(config, data, run_dir, progress=progress)
     model = trainer.fit(resume=resume is not None)
     if run_dir is not None and pictures and trainer.dist.is_main:

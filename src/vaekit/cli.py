@@ -219,7 +219,8 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     model, info = load_run(args.run, device=args.device)
     data_dir = args.data_dir if args.data_dir is not None else (
         info.config.data_dir if args.data is None else None)
-    data = load_dataset(args.data or info.config.data, data_dir, info.config.val_fraction)
+    data = load_dataset(args.data or info.config.data, data_dir, info.config.val_fraction,
+                        images=info.data.get("images"))
     if data.event_shape != model.event_shape:
         raise DataError(f"the data has examples of shape {data.event_shape}, but the model in "
                         f"{args.run} was trained on shape {model.event_shape}")

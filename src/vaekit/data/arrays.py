@@ -39,31 +39,33 @@ LAYOUTS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def load_array_dataset(path: Path, val_fraction: float) -> Dataset:
+def load_array_dataset(path: Path, val_fraction: float, images: bool | None = None) -> Dataset:
     """A .npy array of shape (N, ...) or a .npz holding either one array or `train` [, `val`,
     `test`] arrays, each optionally with integer labels `train_labels` [, ...]. Images (see
-    the module's rule) are brought to (N, C, H, W) in [0, 1]; all else is used as given."""
+    the module's rule) are brought to (N, C, H, W) in [0, 1]; all else is used as given, and so
+    is everything with images=False."""
     arrays = read_arrays(check_file(path, "data file", if_dir="--data takes a .npy/.npz "
                                     "file; IDX files go with --data mnist|fashion-mnist "
                                     "--data-dir DIR"))
     if "train" in arrays:
-        return _named_splits_dataset(arrays, path, val_fraction)
+        return _named_splits_dataset(arrays, path, val_fraction, images)
     if len(arrays) != 1:
         raise DataError(f"{path} holds {len(arrays)} arrays ({', '.join(sorted(arrays))}); "
                         "use one array, or name them train/val/test")
     raw = next(iter(arrays.values()))
-    (x,), images, bin_width = as_images([raw], [check_array(raw, str(path))])
-    return _split(path.name, x, None, val_fraction, images=images, bin_width=bin_width)
+    (x,), is_images, bin_width = as_images([raw], [check_array(raw, str(path))], images)
+    return _split(path.name, x, None, val_fraction, images=is_images, bin_width=bin_width)
 
 
-def _named_splits_dataset(arrays: dict[str, np.ndarray], path: Path,
-                          val_fraction: float) -> Dataset:
+def _named_splits_dataset(arrays: dict[str, np.ndarray], path: Path, val_fraction: float,
+                          images: bool | None) -> Dataset:
     """An .npz of train [, val, test] (with their labels or none): no test set is carved out;
     without val, val is held out of train."""
     parts, labels = _named_parts(arrays, path)
     names = list(parts)
-    xs, images, bin_width = as_images([parts[k] for k in names],
-                                      [check_array(parts[k], f"{path}[{k}]") for k in names])
+    xs, is_images, bin_width = as_images([parts[k] for k in names],
+                                         [check_array(parts[k], f"{path}[{k}]") for k in names],
+                                         images)
     x = dict(zip(names, xs))
     y = {k: check_labels(v, len(x[k]), f"{path}[{k}{LABELS_SUFFIX}]")
          for k, v in labels.items()}
@@ -71,14 +73,14 @@ def _named_splits_dataset(arrays: dict[str, np.ndarray], path: Path,
     train_labels = y.get("train")
     test_labels = y.get("test", train_labels[:0] if train_labels is not None else None)
     if "val" not in x:
-        return _split(path.name, train, test, val_fraction, images=images, bin_width=bin_width,
+        return _split(path.name, train, test, val_fraction, images=is_images, bin_width=bin_width,
                       labels=train_labels, test_labels=test_labels)
     full = torch.cat([train, x["val"], test])
     split_labels = None
     if train_labels is not None and test_labels is not None:
         split_labels = {"train": train_labels, "val": y["val"], "test": test_labels,
                         "all": torch.cat([train_labels, y["val"], test_labels])}
-    return Dataset(path.name, train, x["val"], test, images, bin_width, full, split_labels)
+    return Dataset(path.name, train, x["val"], test, is_images, bin_width, full, split_labels)
 
 
 def _named_parts(arrays: dict[str, np.ndarray], path: Path
@@ -169,12 +171,12 @@ def image_layout(example_shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def as_images(raw: list[np.ndarray], xs: list[Tensor]
+def as_images(raw: list[np.ndarray], xs: list[Tensor], images: bool | None = None
               ) -> tuple[list[Tensor], bool, float | None]:
     """(arrays, images, bin_width) by the module's rule; `raw` are the arrays as read, `xs`
-    their float32 copies (the parts of one dataset, judged together)."""
+    their float32 copies (the parts of one dataset, judged together); images=False: as given."""
     layout = image_layout(tuple(xs[0].shape[1:]))
-    if layout is None:
+    if layout is None or images is False:
         return xs, False, None
     to_chw = LAYOUTS[layout]
     in_unit = all(float(x.min()) >= 0 and float(x.max()) <= 1 for x in xs)

@@ -49,12 +49,15 @@ def array_file(name: str) -> Path | None:
 
 
 def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0.1,
-                 download: bool | None = None) -> Dataset:
-    """Load `name` (digits, mnist, fashion-mnist, or a .npy/.npz path) and split it."""
+                 download: bool | None = None, images: bool | None = None) -> Dataset:
+    """Load `name` (digits, mnist, fashion-mnist, or a .npy/.npz path) and split it. An array
+    is judged by the image rule (vaekit.data.arrays) unless `images` is False: then it is used
+    exactly as given, as a run that recorded images=False was trained on it (runs made before
+    the rule included)."""
     if name in BUILT_IN:
         return BUILT_IN[name](data_dir, val_fraction, download)
     path = array_file(name)
     if path is not None:
-        return load_array_dataset(path, val_fraction)
+        return load_array_dataset(path, val_fraction, images)
     raise DataError(f"unknown dataset {name!r}: use digits, mnist, fashion-mnist, or the path of "
                     "a .npy/.npz file")
