@@ -10,7 +10,6 @@ The image rule: an array is images when each example is (C, H, W) with C in {1, 
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from vaekit.errors import DataError
 NAMED_SPLITS = ("train", "val", "test")
 LABELS_SUFFIX = "_labels"
 NPY_MAGIC = b"\x93NUMPY"
-ZIP_MAGIC = b"PK"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip (.npz) with files, an empty one
 IMAGE_CHANNELS = (1, 3)
 #: Grids of levels a float image may lie on (binary, 8-bit), smallest first: k / (L - 1).
 GRID_LEVELS = (2, 256)
@@ -109,7 +108,7 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
             head = f.read(len(NPY_MAGIC))
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e.strerror or e}") from None
-    if not head.startswith((NPY_MAGIC, ZIP_MAGIC)):
+    if not head.startswith((NPY_MAGIC, *ZIP_MAGICS)):
         if path.suffix in (".npy", ".npz"):
             raise DataError(f"{path} is not a valid NumPy file (it does not start like a "
                             f"{path.suffix} file)")
@@ -118,7 +117,7 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
                         "fashion-mnist or a NumPy .npy/.npz array (convert the data with "
                         "numpy.save)")
     try:
-        if head.startswith(ZIP_MAGIC) or zipfile.is_zipfile(path):
+        if head.startswith(ZIP_MAGICS):
             with np.load(path, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
         return {"x": np.load(path, allow_pickle=False)}

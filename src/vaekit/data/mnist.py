@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import urllib.request
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit.data.paths import dir_state
+from vaekit.data.paths import dir_state, path_mode
 from vaekit.data.splits import Dataset, _split
 from vaekit.errors import DataError
 
@@ -90,11 +91,15 @@ def _download_or_refuse(name: str, folder: Path, state: str, download: bool | No
 
 
 def _find(folder: Path, stem: str) -> Path | None:
+    """FOLDER/STEM or FOLDER/STEM.gz, whichever is there; refuses a directory of that name."""
     for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-        if candidate.is_dir():
-            raise DataError(f"{candidate} is a directory, not an IDX file")
+        mode = path_mode(candidate, "IDX file")
+        if mode is None:
+            continue
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise DataError(f"{candidate} is {kind}, not an IDX file")
+        return candidate
     return None
 
 

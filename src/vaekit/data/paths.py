@@ -10,7 +10,7 @@ from pathlib import Path
 from vaekit.errors import DataError
 
 
-def _mode(path: Path, what: str) -> int | None:
+def path_mode(path: Path, what: str) -> int | None:
     """The file type bits of `path`, or None where nothing is there."""
     try:
         return path.stat().st_mode
@@ -22,7 +22,7 @@ def _mode(path: Path, what: str) -> int | None:
 
 def check_file(path: Path, what: str = "data file", if_dir: str = "") -> Path:
     """`path` names a readable regular file; `if_dir` is advice for a directory given."""
-    mode = _mode(path, what)
+    mode = path_mode(path, what)
     if mode is None:
         raise DataError(f"{what} {path} does not exist")
     if stat.S_ISDIR(mode):
@@ -38,7 +38,7 @@ def check_file(path: Path, what: str = "data file", if_dir: str = "") -> Path:
 def dir_state(path: Path, what: str = "data directory") -> str:
     """'missing', 'empty' or 'full' for a directory the user named; refuses a file or a
     directory that cannot be listed."""
-    mode = _mode(path, what)
+    mode = path_mode(path, what)
     if mode is None:
         return "missing"
     if not stat.S_ISDIR(mode):

@@ -24,18 +24,16 @@ def check_data_fits(config: Config, data: Dataset, binarize_mode: str, *,
                     training: bool = True) -> None:
     """Refuse data the likelihood is not defined on, before any step is taken; in `training`
     also a latent space larger than the data (a model already trained is still evaluated)."""
-    if training:
-        check_latent_fits(config, data)
     needs_unit = config.likelihood == "bernoulli" or binarize_mode != "none"
-    if not needs_unit:
-        return
-    for split in ("train", "val", "test"):
+    for split in ("train", "val", "test") if needs_unit else ():
         x = data.split(split)
         if len(x) and (x.min() < 0 or x.max() > 1):
             why = "a Bernoulli likelihood" if config.likelihood == "bernoulli" else "binarization"
             raise DataError(
                 f"{data.name} ({split}): values span [{x.min():.4g}, {x.max():.4g}] but {why} "
                 "needs data in [0, 1]; rescale it, or use --likelihood gaussian")
+    if training:
+        check_latent_fits(config, data)
 
 
 def check_latent_fits(config: Config, data: Dataset) -> None:
