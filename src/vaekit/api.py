@@ -62,8 +62,11 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
                                  or (run_dir / MODEL_FILE).exists()):
             raise VaekitError(f"{run_dir} already holds a run; resume it with --resume "
                               f"{run_dir}, or choose another --out")
-    if data is None:
-        data = load_dataset(config.data, config.data_dir, config.val_fraction)
+    if data is None:  # a resumed run's arrays are read as it recorded them (images or not)
+        from vaekit.run import read_run_info
+
+        recorded = read_run_info(Path(resume)).data.get("images") if resume is not None else None
+        data = load_dataset(config.data, config.data_dir, config.val_fraction, images=recorded)
     trainer = Trainer(config, data, run_dir, progress=progress)
     model = trainer.fit(resume=resume is not None)
     if run_dir is not None and pictures and trainer.dist.is_main:
@@ -117,7 +120,8 @@ def write_pictures(model: VAE, data: Dataset, run_dir: Path, history: list[dict[
     if history:
         plots.save_curves(history, run_dir / "curves.png")
     image_shape = data.event_shape if data.images and len(data.event_shape) == 3 else None
-    held_out = data.test if len(data.test) else (data.val if len(data.val) else data.train)
+    split = "test" if len(data.test) else ("val" if len(data.val) else "train")
+    held_out, labels = data.split(split), data.split_labels(split)
     held_out = prepare_eval_data(held_out[:2000], binarize_mode,
                                  data.bin_width if model.config.dequantize else None)
     device = next(model.parameters()).device
@@ -131,4 +135,5 @@ def write_pictures(model: VAE, data: Dataset, run_dir: Path, history: list[dict[
     if kl is not None:
         plots.save_kl_per_dimension(kl, run_dir / "kl_per_dim.png")
     if model.latent_dim == 2:
-        plots.save_latent_plots(model, held_out.to(device), run_dir / "latent.png", image_shape)
+        plots.save_latent_plots(model, held_out.to(device), run_dir / "latent.png", image_shape,
+                                labels)

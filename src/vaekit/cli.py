@@ -219,14 +219,15 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     model, info = load_run(args.run, device=args.device)
     data_dir = args.data_dir if args.data_dir is not None else (
         info.config.data_dir if args.data is None else None)
-    data = load_dataset(args.data or info.config.data, data_dir, info.config.val_fraction)
+    data = load_dataset(args.data or info.config.data, data_dir, info.config.val_fraction,
+                        images=info.data.get("images"))
     if data.event_shape != model.event_shape:
         raise DataError(f"the data has examples of shape {data.event_shape}, but the model in "
                         f"{args.run} was trained on shape {model.event_shape}")
     if args.split is None:
         args.split = "all" if args.data and Path(args.data).suffix in (".npy", ".npz") else "test"
     mode = info.data.get("binarize", "none")
-    check_data_fits(info.config, data, mode)
+    check_data_fits(info.config, data, mode, training=False)
     x = data.split(args.split)
     if len(x) == 0:
         raise DataError(f"the {args.split} split of {data.name} is empty")

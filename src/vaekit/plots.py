@@ -98,10 +98,29 @@ def save_kl_per_dimension(kl: Tensor, path: str | Path) -> None:
     _save_figure(fig, path)
 
 
+#: Up to this many classes get a legend of discrete colours; more get a colour bar.
+LEGEND_CLASSES = 10
+
+
+def _scatter_by_label(ax: Any, mu: np.ndarray, labels: np.ndarray) -> None:
+    """Points coloured by class: a legend for up to LEGEND_CLASSES classes, else a colour bar."""
+    classes = np.unique(labels)
+    if len(classes) <= LEGEND_CLASSES:
+        for c, label in enumerate(classes):
+            at = labels == label
+            ax.scatter(mu[at, 0], mu[at, 1], s=4, alpha=0.5, color=plt.cm.tab10(c),
+                       label=str(label))
+        ax.legend(title="label", markerscale=3, fontsize="small", loc="best")
+    else:
+        points = ax.scatter(mu[:, 0], mu[:, 1], s=4, alpha=0.5, c=labels, cmap="viridis")
+        ax.figure.colorbar(points, ax=ax, label="label")
+
+
 def save_latent_plots(model: Any, x: Tensor, path: str | Path, image_shape: tuple[int, ...] | None,
                       labels: Tensor | None = None) -> None:
-    """For a 2-D latent space: posterior means of `x` scattered, and (for images) the decoder's
-    means on a grid of prior quantiles (the 'manifold' of Kingma & Welling 2014, fig. 4)."""
+    """For a 2-D latent space: posterior means of `x` scattered, coloured by `labels` (one per
+    row of x) where given, and (for images) the decoder's means on a grid of prior quantiles
+    (the 'manifold' of Kingma & Welling 2014, fig. 4)."""
     from torch.distributions import Normal
 
     with torch.no_grad():
@@ -112,7 +131,7 @@ def save_latent_plots(model: Any, x: Tensor, path: str | Path, image_shape: tupl
     if labels is None:
         ax.scatter(mu[:, 0], mu[:, 1], s=4, alpha=0.5)
     else:
-        ax.scatter(mu[:, 0], mu[:, 1], s=4, alpha=0.5, c=labels.numpy(), cmap="tab10")
+        _scatter_by_label(ax, mu, labels[:len(mu)].cpu().numpy())
     ax.set_title("posterior means E_q[z|x]")
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
@@ -122,7 +141,7 @@ def save_latent_plots(model: Any, x: Tensor, path: str | Path, image_shape: tupl
         zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
         with torch.no_grad():
             device = next(model.parameters()).device
-            imgs = model.likelihood.mean(model.decoder(zz.to(device))).cpu()
+            imgs = model.decode_mean(zz.to(device)).cpu()
         axes[0, 1].imshow(image_grid(imgs.reshape(-1, *image_shape), nrow=steps))
         axes[0, 1].set_title("decoder means over the prior's quantiles")
         axes[0, 1].axis("off")

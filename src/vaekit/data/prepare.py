@@ -3,6 +3,8 @@ needs, and the fixed transforms of validation and test data."""
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
 from vaekit.config import Config
@@ -29,10 +31,12 @@ def resolve_standardize(config: Config, data: Dataset) -> str:
     return config.standardize
 
 
-def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
+def check_data_fits(config: Config, data: Dataset, binarize_mode: str, *,
+                    training: bool = True) -> None:
     """Refuse data the likelihood is not defined on, before any step is taken: values outside
     its `support` (or outside [0, 1] for binarization), and values off the grid of its `levels`
-    for a likelihood of quantized data."""
+    for a likelihood of quantized data; in `training` also a latent space larger than the data
+    (a model already trained is still evaluated)."""
     likelihood = LIKELIHOODS.get(config.likelihood)
     support = likelihood_support(config.likelihood)
     if binarize_mode != "none":
@@ -40,9 +44,7 @@ def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
     else:
         why = f"--likelihood {config.likelihood}"
     levels: int | None = getattr(likelihood, "levels", None)
-    if support is None and levels is None:
-        return
-    for split in ("train", "val", "test"):
+    for split in ("train", "val", "test") if support or levels else ():
         x = data.split(split)
         if not len(x):
             continue
@@ -59,6 +61,18 @@ def check_data_fits(config: Config, data: Dataset, binarize_mode: str) -> None:
                     f"{data.name} ({split}): --likelihood {config.likelihood} models {levels} "
                     f"levels (k/{levels - 1} for k = 0..{levels - 1}, as 8-bit images are "
                     "read), and these values are not on that grid")
+    if training:
+        check_latent_fits(config, data)
+
+
+def check_latent_fits(config: Config, data: Dataset) -> None:
+    """Refuse a latent dimension above the data's: a code of D dimensions already holds any
+    D-dimensional example, and the extra width only costs memory (and checkpoint size)."""
+    data_dim = math.prod(data.event_shape)
+    if config.latent_dim > data_dim:
+        raise DataError(f"--latent-dim {config.latent_dim} is larger than the dimension of the "
+                        f"data ({data_dim}: {data.name} examples of shape {data.event_shape}); "
+                        f"use at most {data_dim}")
 
 
 def prepare_eval_data(x: Tensor, binarize_mode: str, bin_width: float | None) -> Tensor:
