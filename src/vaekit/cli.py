@@ -440,9 +440,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from vaekit.evaluate import log_likelihood
     from vaekit.io import atomic_write_bytes
 
+    model, _, (x, _) = _eval_data(args)
     if Path(args.output).suffix != ".npy":
         raise ConfigError(f"-o {args.output}: the file name must end in .npy")
-    model, _, (x, _) = _eval_data(args)
     ll = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows,
                         compile=args.compile)
     scores = (-ll.per_example).numpy()
