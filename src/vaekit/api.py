@@ -25,6 +25,7 @@ from vaekit.data.datasets import _split, array_file
 from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError
 from vaekit.models import VAE
 from vaekit.run import (
+    ARRAY_DATA,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     MODEL_FILE,
@@ -36,9 +37,6 @@ from vaekit.run import (
 )
 from vaekit.train.checkpoint import prepare_resume
 from vaekit.train.loop import Trainer
-
-#: `config.data` of a run fitted on an in-memory array: it has no data of its own to reload.
-ARRAY_DATA = "array"
 
 
 @dataclass

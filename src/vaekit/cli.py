@@ -248,7 +248,7 @@ def _claim_output(args: argparse.Namespace, reads: Sequence[Path] = (),
 def _data_source(args: argparse.Namespace, info: Any) -> tuple[str, str | None]:
     """(dataset name or file, data directory) that the command reads: --data and --data-dir,
     else the run's own. A run fitted on an in-memory array has no data to fall back on."""
-    from vaekit.api import ARRAY_DATA
+    from vaekit.run import ARRAY_DATA
 
     if args.data is None and info.config.data == ARRAY_DATA:
         raise DataError(f"{args.run} was trained on an in-memory array (vaekit.fit), so it has "

@@ -29,6 +29,9 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
+#: `config.data` of a run fitted on an in-memory array (vaekit.fit): no data of its own to
+#: reload; config.json's data section records the array's fingerprint instead.
+ARRAY_DATA = "array"
 
 
 @dataclass
