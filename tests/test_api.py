@@ -97,6 +97,16 @@ def test_resuming_with_another_array_is_refused_and_changes_nothing(
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
 
 
+def test_fit_resumes_only_runs_fitted_on_an_array(x: np.ndarray, tiny_run: Path,
+                                                 tmp_path: Path) -> None:
+    run = tmp_path / "digits"
+    shutil.copytree(tiny_run, run)
+    before = (run / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(VaekitError, match=r"trained on digits, not on an array .*vaekit.train"):
+        vaekit.fit(x, resume=run, epochs=3, progress=False)
+    assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
 # ---------------------------------------------------------------- save keeps the run record
 
 def test_a_saved_copy_evaluates_exactly_as_the_run(tiny_run: Path, tmp_path: Path,

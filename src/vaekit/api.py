@@ -123,7 +123,12 @@ def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None,
         if config is not None or out is not None:
             raise ConfigError("fit(x, resume=RUN) continues RUN with its own config, in its own "
                               "directory: pass neither config= nor out=")
-        val_fraction = read_run_info(resume).config.val_fraction
+        run_config = read_run_info(resume).config
+        if run_config.data != ARRAY_DATA:
+            raise ConfigError(f"{resume} was trained on {run_config.data}, not on an array "
+                              f"given to vaekit.fit; resume it with vaekit.train(resume="
+                              f"{str(resume)!r})")
+        val_fraction = run_config.val_fraction
     else:
         config = (config or Config()).replace(**{**options, "data": ARRAY_DATA, "data_dir": None})
         val_fraction = config.val_fraction
