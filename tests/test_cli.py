@@ -75,7 +75,7 @@ def test_a_run_trained_on_a_relative_path_is_evaluated_from_anywhere(
     config = json.loads((tmp_path / "work" / "run" / "config.json").read_text())["config"]
     assert config["data"] == str(tmp_path / "work" / "x.npy")
     monkeypatch.chdir(tmp_path)
-    assert main(["evaluate", "work/run", "--split", "val"]) == 0
+    assert main(["evaluate", "work/run", "--split", "val", "--k", "2"]) == 0
 
 
 def test_config_file_values_are_used_and_flags_override_them(tmp_path: Path) -> None:
@@ -183,3 +183,204 @@ def test_mnist_trains_from_its_idx_files(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["event_shape"] == [1, 28, 28] and cfg["data"]["binarize"] == "dynamic"
+
+
+# ---------------------------------------------------------------- help texts
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "encode",
+                                     "interpolate", "score", "info"])
+def test_help_states_each_default_once_and_never_none(command: str) -> None:
+    from vaekit.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]  # type: ignore[union-attr]
+    text = sub.format_help()
+    assert "None" not in text and "==SUPPRESS==" not in text
+    entries, current = [], ""
+    for line in text.splitlines():
+        if line.startswith("  -"):  # a new option's entry
+            entries.append(current)
+            current = ""
+        current += line + " "
+    entries.append(current)
+    twice = [e.split()[0] for e in entries if " ".join(e.split()).count("(default") > 1]
+    assert not twice, f"options whose help gives a default twice: {twice}"
+
+
+def test_help_defaults_are_the_defaults_used() -> None:
+    from vaekit.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train"]).flush_denormal is True
+    assert parser.parse_args(["evaluate", "RUN"]).k == 1000
+    train_help = next(a for a in parser._actions if a.dest == "command").choices[  # type: ignore[union-attr]
+        "train"].format_help()
+    assert "(default: on)" in " ".join(train_help.split())
+
+
+# ---------------------------------------------------------------- evaluate's labels
+
+def test_evaluate_defaults_to_an_importance_weighted_estimate_and_labels_it(
+        tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tiny_run), "--n", "20", "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["k"] == 1000 and report["estimate"].startswith("importance-weighted")
+    assert "log p(x), importance-weighted (k=1000)" in out and "NLL (k=1000)" in out
+
+
+def test_a_single_sample_evaluation_says_it_is_no_likelihood_estimate(
+        tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tiny_run), "--k", "1", "--n", "20", "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["k"] == 1 and "not a likelihood estimate" in report["estimate"]
+    rows = out.strip().splitlines()[1:-1]
+    assert any("single-sample estimate (k=1)" in r for r in rows)
+    assert any("not a likelihood estimate" in r for r in rows)
+    assert not any(r.split()[0] in ("NLL", "log") for r in rows), rows  # no row names it NLL
+
+
+# ---------------------------------------------------------------- -o and the files a command reads
+
+def _binary_rows(n: int = 12) -> np.ndarray:
+    from vaekit.data import binarize_fixed, load_dataset
+
+    return binarize_fixed(load_dataset("digits").test[:n]).numpy()
+
+
+#: argv of each command that writes -o, given the run, a data file and the output.
+OUTPUT_COMMANDS = {
+    "sample": lambda run, data, out: ["sample", run, "-n", "4", "-o", out],
+    "reconstruct": lambda run, data, out: ["reconstruct", run, "--data", data, "-o", out],
+    "encode": lambda run, data, out: ["encode", run, "--data", data, "-o", out],
+    "interpolate": lambda run, data, out: ["interpolate", run, "--data", data, "--steps", "3",
+                                           "-o", out],
+    "score": lambda run, data, out: ["score", run, "--data", data, "--k", "2", "-o", out],
+}
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_COMMANDS))
+def test_no_command_writes_over_a_file_it_reads(
+        command: str, tiny_run: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    data = tmp_path / "p2.npy"
+    np.save(data, _binary_rows())
+    (tmp_path / "alias.npy").symlink_to(data)
+    before = {p: p.read_bytes() for p in [data, *run.iterdir()]}
+    argv = OUTPUT_COMMANDS[command]
+    outputs = [run / "model.safetensors", run / "config.json", run / "new.npy"]
+    if command != "sample":
+        outputs += [data, tmp_path / "alias.npy"]
+    for out in outputs:
+        for force in ([], ["--force"]):
+            code, err = _run_in_process(argv(str(run), str(data), str(out)) + force, capsys)
+            assert code == 2 and err.startswith("vaekit: error: -o "), (out, err)
+            assert "reads" in err and len(err.strip().splitlines()) == 1, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(run.iterdir()) == sorted(p for p in before if p.parent == run)
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_COMMANDS))
+def test_an_existing_output_is_replaced_only_with_force(
+        command: str, tiny_run: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.npy"
+    np.save(data, _binary_rows())
+    out = tmp_path / "out.npy"
+    out.write_bytes(b"yesterday's results")
+    argv = OUTPUT_COMMANDS[command](str(tiny_run), str(data), str(out))
+    code, err = _run_in_process(argv, capsys)
+    assert code == 2 and "already exists; pass --force" in err
+    assert out.read_bytes() == b"yesterday's results"
+    assert main([*argv, "--force"]) == 0
+    assert np.load(out).shape[0] > 0
+
+
+def test_the_runs_own_data_file_is_protected_without_data_flag(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "x.npy"
+    np.save(data, _binary_rows(200))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--hidden", "8",
+                 "--latent-dim", "2", "--epochs", "1", "--quiet"]) == 0
+    before = data.read_bytes()
+    code, err = _run_in_process(["score", str(run), "--k", "2", "-o", str(data), "--force"],
+                                capsys)
+    assert code == 2 and "which this command reads" in err
+    assert data.read_bytes() == before
+
+
+# ---------------------------------------------------------------- what the outputs hold
+
+def test_interpolate_decodes_the_straight_line_between_the_two_posterior_means(
+        tiny_run: Path, tmp_path: Path) -> None:
+    import torch
+
+    import vaekit
+
+    rows = _binary_rows()
+    np.save(tmp_path / "d.npy", rows)
+    assert main(["interpolate", str(tiny_run), "--data", str(tmp_path / "d.npy"),
+                 "--pair", "3", "7", "--steps", "5", "-o", str(tmp_path / "line.npy")]) == 0
+    frames = torch.from_numpy(np.load(tmp_path / "line.npy"))
+    model = vaekit.load(tiny_run)
+    with torch.no_grad():
+        mu = model.encode(torch.from_numpy(rows[[3, 7]])).mean  # (2, L)
+
+        def decode(z: torch.Tensor) -> torch.Tensor:
+            return model.likelihood.mean(model.decoder(z))
+        t = torch.tensor([0.25, 0.5, 0.75])[:, None]
+        line = decode((1 - t) * mu[0] + t * mu[1])
+        ends = decode(mu)
+    assert frames.shape == (5, *rows.shape[1:])
+    torch.testing.assert_close(frames[0], ends[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(frames[-1], ends[1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(frames[1:-1], line, rtol=0, atol=1e-6)
+
+
+def test_reconstruct_writes_each_input_beside_its_reconstruction(
+        tiny_run: Path, tmp_path: Path) -> None:
+    import torch
+
+    import vaekit
+
+    rows = _binary_rows()
+    np.save(tmp_path / "d.npy", rows)
+    assert main(["reconstruct", str(tiny_run), "--data", str(tmp_path / "d.npy"), "--n", "5",
+                 "-o", str(tmp_path / "r.npy")]) == 0
+    pairs = np.load(tmp_path / "r.npy")
+    assert pairs.shape == (5, 2, *rows.shape[1:])
+    np.testing.assert_array_equal(pairs[:, 0], rows[:5])
+    with torch.no_grad():
+        expected = vaekit.load(tiny_run).reconstruct(torch.from_numpy(rows[:5])).numpy()
+    np.testing.assert_allclose(pairs[:, 1], expected, rtol=0, atol=1e-6)
+
+
+def test_the_reconstruction_picture_marks_input_and_reconstruction_rows(
+        tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import torch
+
+    from vaekit import plots
+
+    x = torch.rand(16, 1, 8, 8)
+    plots.save_reconstructions(x, x.clone(), tmp_path / "labelled.png")  # perfect reconstruction
+    plots.save_grid(torch.cat([x[:8], x[:8], x[8:], x[8:]]), tmp_path / "bare.png")
+    labelled = plt.imread(tmp_path / "labelled.png")[..., :3]
+    bare = plt.imread(tmp_path / "bare.png")[..., :3]
+    margin = labelled.shape[1] - bare.shape[1]
+    assert margin >= 30 and labelled.shape[0] == bare.shape[0]
+    np.testing.assert_allclose(labelled[:, margin:], bare, atol=1 / 255)  # the images unchanged
+    scale = plots.display_scale(8)  # rows of 8-pixel images under 1 pixel of padding
+    tops = [scale + r * 9 * scale for r in range(4)]
+    bands = [labelled[top:top + 8 * scale, :margin] for top in tops]
+    for band in bands:
+        assert (band < 0.5).any(), "every row has its label in the margin"
+    assert not np.allclose(bands[0], bands[1]), "input and reconstruction rows look different"
+    np.testing.assert_allclose(bands[0], bands[2], atol=1 / 255)  # the same mark on each pair
+    np.testing.assert_allclose(bands[1], bands[3], atol=1 / 255)

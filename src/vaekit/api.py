@@ -4,10 +4,12 @@
     >>> model = vaekit.fit(x, latent_dim=8, epochs=20, out="runs/mine")  # x: (N, ...) array
     >>> model.sample(16); model.encode(x[:5]).mean; model.reconstruct(x[:5])
     >>> same = vaekit.load("runs/mine")
+    >>> model = vaekit.fit(x, resume="runs/mine", epochs=40)  # the same x: checked
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,19 @@ from torch import Tensor
 from vaekit.config import Config
 from vaekit.data import Dataset, check_array, load_dataset, prepare_eval_data, resolve_binarize
 from vaekit.data.datasets import _split, array_file
-from vaekit.errors import ConfigError, VaekitError
+from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError
 from vaekit.models import VAE
-from vaekit.run import CHECKPOINT_FILE, MODEL_FILE, RunInfo, save_weights, write_run_info
+from vaekit.run import (
+    ARRAY_DATA,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    RunInfo,
+    read_run_info,
+    save_weights,
+    set_run_record,
+    write_run_info,
+)
 from vaekit.train.checkpoint import prepare_resume
 from vaekit.train.loop import Trainer
 
@@ -51,9 +63,16 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
           **options: Any) -> TrainResult:
     """Train a VAE as `vaekit train` does; `options` override fields of `config`. With
     save=False nothing is written (no run directory, no resume)."""
+    record: dict[str, Any] = {}
     if resume is not None:
         run_dir: Path | None = Path(resume)
         config = prepare_resume(Path(resume), options)
+        if config.data == ARRAY_DATA:
+            if data is None:
+                raise DataError(f"{resume} was trained on an in-memory array (vaekit.fit); "
+                                "resume it from Python with that same array: vaekit.fit(x, "
+                                f"resume={str(resume)!r})")
+            check_fingerprint(read_run_info(resume).data, data, f"{resume}")
     else:
         config = (config or Config()).replace(**options) if options else (config or Config())
         config = _absolute_paths(config.validate())
@@ -63,12 +82,13 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
             raise VaekitError(f"{run_dir} already holds a run; resume it with --resume "
                               f"{run_dir}, or choose another --out")
     if data is None:  # a resumed run's arrays are read as it recorded them (images or not)
-        from vaekit.run import read_run_info
-
         recorded = read_run_info(Path(resume)).data.get("images") if resume is not None else None
         data = load_dataset(config.data, config.data_dir, config.val_fraction, images=recorded)
-    trainer = Trainer(config, data, run_dir, progress=progress)
+    elif config.data == ARRAY_DATA:
+        record = array_fingerprint(data)
+    trainer = Trainer(config, data, run_dir, progress=progress, data_record=record)
     model = trainer.fit(resume=resume is not None)
+    set_run_record(model, trainer.run_info().data)
     if run_dir is not None and pictures and trainer.dist.is_main:
         write_pictures(model, data, run_dir, trainer.state.history,
                        resolve_binarize(config, data))
@@ -87,25 +107,85 @@ def _absolute_paths(config: Config) -> Config:
     return config.replace(**changes) if changes else config
 
 
-def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None, progress: bool = False,
+def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None,
+        resume: str | Path | None = None, progress: bool = True,
         config: Config | None = None, **options: Any) -> VAE:
     """Fit a VAE to an array of examples (N, ...), used exactly as given (no rescaling).
-    `options` are Config fields, e.g. latent_dim=8, epochs=20, likelihood="gaussian"."""
+    `options` are Config fields, e.g. latent_dim=8, epochs=20, likelihood="gaussian".
+    Prints a progress bar and a line per epoch unless progress=False.
+
+    The run directory `out` records the array's fingerprint (see `array_fingerprint`), not the
+    array. `fit(x, resume=RUN, epochs=...)` continues such a run from its checkpoint; it needs
+    the same x and refuses any other (only the options of `vaekit train --resume` may change).
+    """
     array = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-    config = (config or Config(data="array")).replace(**options)
     x_all = check_array(array, "fit(x)")
-    data = _split("array", x_all, x_all[:0], config.val_fraction, images=False)  # no test split
+    if resume is not None:
+        if config is not None or out is not None:
+            raise ConfigError("fit(x, resume=RUN) continues RUN with its own config, in its own "
+                              "directory: pass neither config= nor out=")
+        run_config = read_run_info(resume).config
+        if run_config.data != ARRAY_DATA:
+            raise ConfigError(f"{resume} was trained on {run_config.data}, not on an array "
+                              f"given to vaekit.fit; resume it with vaekit.train(resume="
+                              f"{str(resume)!r})")
+        val_fraction = run_config.val_fraction
+    else:
+        config = (config or Config()).replace(**{**options, "data": ARRAY_DATA, "data_dir": None})
+        val_fraction = config.val_fraction
+    data = _split(ARRAY_DATA, x_all, x_all[:0], val_fraction, images=False)  # no test split
+    if resume is not None:
+        return train(resume=resume, data=data, progress=progress, **options).model
     return train(config, data=data, out=out, progress=progress, save=out is not None).model
 
 
-def save(model: VAE, run_dir: str | Path) -> Path:
-    """Write a model's config.json and model.safetensors into `run_dir` (atomically)."""
+def _all_rows(data: Dataset) -> Tensor:
+    """Every example of `data`, in the order of its source."""
+    return data.full if data.full is not None else torch.cat([data.train, data.val, data.test])
+
+
+def array_fingerprint(data: Dataset) -> dict[str, Any]:
+    """What config.json records of an in-memory array a run was fitted on: the sha256 of its
+    float32 bytes (C order) and its shape. Enough to recognise the same array, not to rebuild
+    it."""
+    x = _all_rows(data).detach().cpu().to(torch.float32).contiguous()  # (N, ...)
+    digest = hashlib.sha256(x.numpy().data).hexdigest()
+    return {"array_sha256": digest, "array_shape": list(x.shape)}
+
+
+def check_fingerprint(record: dict[str, Any], data: Dataset, run: str) -> None:
+    """Refuse data that is not the array the run `run` was fitted on (a run written before
+    fingerprints were recorded has none to check)."""
+    if "array_sha256" not in record:
+        return
+    given = array_fingerprint(data)
+    if given["array_shape"] != record.get("array_shape"):
+        raise DataError(f"this is not the array {run} was trained on: shape "
+                        f"{tuple(given['array_shape'])}, the run's was "
+                        f"{tuple(record.get('array_shape') or ())}")
+    if given["array_sha256"] != record["array_sha256"]:
+        raise DataError(f"this is not the array {run} was trained on: same shape "
+                        f"{tuple(given['array_shape'])}, different values (sha256 "
+                        f"{given['array_sha256'][:12]}..., the run's "
+                        f"{record['array_sha256'][:12]}...)")
+
+
+def save(model: VAE, run_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a model's config.json and model.safetensors into `run_dir` (atomically), with the
+    run record it carries from training or `vaekit.load` (binarization, dequantization, the
+    data's name...), so that the copy evaluates exactly as the original. A directory that
+    already holds a run is refused unless overwrite=True."""
     config = getattr(model, "config", None)
     if not isinstance(config, Config):
         raise ConfigError("this model has no .config; build it with vaekit.build_model(config, "
                           "...) or train it with vaekit.fit / vaekit.train")
     run_dir = Path(run_dir)
-    write_run_info(run_dir, RunInfo(config, model.event_shape, {}))
+    if not overwrite and any((run_dir / name).exists()
+                             for name in (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE)):
+        raise RunDirError(f"{run_dir} already holds a run; save elsewhere, or pass "
+                          "overwrite=True to replace its config.json and model.safetensors")
+    record = dict(model.run_record)
+    write_run_info(run_dir, RunInfo(config, model.event_shape, record))
     save_weights(model, run_dir / MODEL_FILE)
     return run_dir
 

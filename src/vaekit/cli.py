@@ -23,6 +23,8 @@ from vaekit.config import (
 from vaekit.errors import DataError, VaekitError
 
 EPILOG = "Docs: README.md. Every value is per example, in nats, summed over data dimensions."
+#: `vaekit evaluate`'s importance samples: enough for an estimate worth the name log p(x).
+DEFAULT_EVAL_K = 1000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,20 +48,29 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Config field; values stay unset unless given, so a --config file can fill
     them and the command line wins over the file."""
     for f in fields(Config):
-        default = f.default if f.default is not MISSING else None
-        if isinstance(default, tuple):
-            default = ",".join(map(str, default))
         choices = field_choices(f)
         help_text = f.metadata.get("help", "")
         if choices:
             help_text += f" {{{'|'.join(choices)}}}"
+        help_text = _with_default(help_text, f.default if f.default is not MISSING else None)
         if isinstance(f.default, bool):
             parser.add_argument(f"--{_flag(f.name)}", dest=f.name, default=argparse.SUPPRESS,
-                                action=argparse.BooleanOptionalAction,
-                                help=f"{help_text} (default: {default})")
+                                action=argparse.BooleanOptionalAction, help=help_text)
             continue
         parser.add_argument(f"--{_flag(f.name)}", dest=f.name, default=argparse.SUPPRESS,
-                            metavar=f.name.upper(), help=f"{help_text} (default: {default})")
+                            metavar=f.name.upper(), help=help_text)
+
+
+def _with_default(help_text: str, default: Any) -> str:
+    """`help_text` ending in '(default: X)' once: not where the text already says its default,
+    and not for None, which a text that needs one spells out in words."""
+    if default is None or "(default" in help_text:
+        return help_text
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    elif isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    return f"{help_text} (default: {default})"
 
 
 def _config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -82,8 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a VAE and write a run directory",
                        description="Train a VAE. With no flags: the built-in 8x8 digits. Flags "
-                       "override --config FILE (YAML or JSON, keys named like the flags).",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "override --config FILE (YAML or JSON, keys named like the flags).")
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file of option values")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a published setup to start from "
                    "(flags and --config override it): " + ", ".join(sorted(PRESETS)))
@@ -92,10 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last "
                    "checkpoint (only --epochs, --device, --threads, --compile, --bf16 may change)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    p.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction,
                    help="flush subnormal floats to zero in this process's CPU arithmetic: "
                    "Adam's moments of inputs that are always 0 (MNIST's border pixels) decay "
-                   "into them, and each costs a slow path")
+                   "into them, and each costs a slow path (default: on)")
+    # the default set here, not on the action: Python 3.10's BooleanOptionalAction would add
+    # a second '(default: True)' to the help
+    p.set_defaults(flush_denormal=True)
     _add_config_flags(p)
 
     def add_data(p: argparse.ArgumentParser, split: str = "test") -> None:
@@ -108,17 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--n", type=_positive_int, help="use the first N examples of the split")
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
+    def add_output(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("-o", "--output", required=True, help=what + "; never a file the "
+                       "command reads (--data, the run's files)")
+        p.add_argument("--force", action="store_true", help="replace an existing -o file "
+                       "(atomically); without it an existing file is refused")
+
     def add_compile(p: argparse.ArgumentParser) -> None:
         p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="decode through torch.compile (default: on a CPU from 5 million "
                        "(sample, example) rows, where it pays back its compilation)")
 
     p = sub.add_parser("evaluate", help="ELBO, importance-weighted log p(x), bits/dim, "
-                       "active units", description="Evaluate a run on a data split. --k 1 gives "
-                       "the ELBO's one-sample estimate; --k 5000 is the standard for published "
-                       "log-likelihoods.")
+                       "active units", description="Evaluate a run on a data split. --k 5000 is "
+                       "the standard for published log-likelihoods; --k 1 gives only a "
+                       "single-sample estimate of the ELBO, not a likelihood estimate.")
     add_data(p)
-    p.add_argument("--k", type=_positive_int, default=1, help="importance samples (default: 1)")
+    p.add_argument("--k", type=_positive_int, default=DEFAULT_EVAL_K,
+                   help=f"importance samples (default: {DEFAULT_EVAL_K})")
     p.add_argument("--chunk-rows", type=_positive_int, default=1024,
                    help="(sample, example) rows decoded at once; bounds peak memory "
                    "(default: 1024)")
@@ -131,34 +151,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from the prior through the decoder")
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default: 64)")
-    p.add_argument("-o", "--output", required=True, help="FILE.png (a grid) or FILE.npy")
+    add_output(p, "FILE.png (a grid) or FILE.npy")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--draw", action="store_true", help="sample x ~ p(x|z) instead of its mean")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     p = sub.add_parser("reconstruct", help="inputs beside their reconstructions")
     add_data(p)
-    p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.npy")
+    add_output(p, "FILE.png (rows of inputs, each above its reconstructions) or FILE.npy "
+               "(N, 2, ...): [:, 0] inputs, [:, 1] reconstructions")
 
     p = sub.add_parser("encode", help="posterior means and log-variances of a split (for a flow "
                        "posterior, those of its Gaussian base q_0(z|x))")
     add_data(p)
-    p.add_argument("-o", "--output", required=True, help="codes.npy: array (N, 2, latent_dim), "
-                   "[:, 0] means, [:, 1] log-variances; or codes.npz with arrays mean, log_var")
+    add_output(p, "codes.npy: array (N, 2, latent_dim), [:, 0] means, [:, 1] log-variances; "
+               "or codes.npz with arrays mean, log_var")
 
     p = sub.add_parser("interpolate", help="decode a straight line between two examples' codes")
     add_data(p)
     p.add_argument("--pair", type=int, nargs=2, default=(0, 1), metavar=("I", "J"),
                    help="indices of the two examples in the split (default: 0 1)")
-    p.add_argument("--steps", type=_positive_int, default=10, help="points on the line")
-    p.add_argument("-o", "--output", required=True, help="FILE.png or FILE.npy")
+    p.add_argument("--steps", type=_positive_int, default=10,
+                   help="points on the line, both ends included (default: 10)")
+    add_output(p, "FILE.png (one row) or FILE.npy (steps, ...)")
 
     p = sub.add_parser("score", help="anomaly scores: -log p(x) per example (importance-weighted)")
     add_data(p)
     p.add_argument("--k", type=_positive_int, default=100, help="importance samples (default: 100)")
-    p.add_argument("--chunk-rows", type=_positive_int, default=1024, help="memory bound")
+    p.add_argument("--chunk-rows", type=_positive_int, default=1024,
+                   help="(sample, example) rows decoded at once; bounds peak memory "
+                   "(default: 1024)")
     add_compile(p)
-    p.add_argument("-o", "--output", required=True, help="scores.npy: one value per example")
+    add_output(p, "scores.npy: one value per example")
 
     p = sub.add_parser("info", help="what a run directory holds")
     p.add_argument("run", metavar="RUN", help="run directory")
@@ -210,16 +234,46 @@ def _check_device(name: str) -> str:
     return str(resolve_device(Config(device=name).validate().device))
 
 
+def _claim_output(args: argparse.Namespace, reads: Sequence[Path] = (),
+                  read_dirs: Sequence[Path] = ()) -> None:
+    """Refuse -o before any work: a file the command reads, or (without --force) any
+    existing file. The run directory is always read."""
+    from vaekit.io import claim_output
+
+    if getattr(args, "output", None) is not None:
+        claim_output(args.output, reads=reads, read_dirs=[Path(args.run), *read_dirs],
+                     force=args.force)
+
+
+def _data_source(args: argparse.Namespace, info: Any) -> tuple[str, str | None]:
+    """(dataset name or file, data directory) that the command reads: --data and --data-dir,
+    else the run's own. A run fitted on an in-memory array has no data to fall back on."""
+    from vaekit.run import ARRAY_DATA
+
+    if args.data is None and info.config.data == ARRAY_DATA:
+        raise DataError(f"{args.run} was trained on an in-memory array (vaekit.fit), so it has "
+                        "no data of its own: pass --data FILE.npy, or use the model from "
+                        f"Python (vaekit.load({str(args.run)!r}))")
+    data_dir = args.data_dir if args.data_dir is not None else (
+        info.config.data_dir if args.data is None else None)
+    return args.data or info.config.data, data_dir
+
+
 def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """The run's model and the requested split, binarized and checked as in training."""
     from vaekit.data import check_data_fits, load_dataset, prepare_eval_data
-    from vaekit.run import load_run
+    from vaekit.data.datasets import IDX_DATASETS, array_file
+    from vaekit.data.mnist import find_idx_dir
+    from vaekit.run import load_run, read_run_info
 
     args.device = _check_device(args.device)
+    name, data_dir = _data_source(args, read_run_info(args.run))
+    data_file = array_file(name)
+    _claim_output(args, reads=[data_file] if data_file is not None else [],
+                  read_dirs=[find_idx_dir(name, data_dir, download=False)]
+                  if name in IDX_DATASETS else [])
     model, info = load_run(args.run, device=args.device)
-    data_dir = args.data_dir if args.data_dir is not None else (
-        info.config.data_dir if args.data is None else None)
-    data = load_dataset(args.data or info.config.data, data_dir, info.config.val_fraction,
+    data = load_dataset(name, data_dir, info.config.val_fraction,
                         images=info.data.get("images"))
     if data.event_shape != model.event_shape:
         raise DataError(f"the data has examples of shape {data.event_shape}, but the model in "
@@ -237,6 +291,26 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return model, info, (x, data)
 
 
+ESTIMATE_IW = "importance-weighted estimate of log p(x) (Burda et al. 2016)"
+ESTIMATE_SINGLE = "single-sample estimate (the ELBO's), not a likelihood estimate"
+
+
+def _evaluate_rows(k: int) -> list[tuple[str, str]]:
+    """(label, report key) of the printed rows; each label says which estimate it shows."""
+    rows = [("ELBO", "elbo"), ("  reconstruction E_q log p(x|z)", "reconstruction"),
+            ("  KL(q || p)", "kl")]
+    if k == 1:  # log w of one sample: an unbiased estimate of the ELBO, not of log p(x)
+        rows += [("ELBO, single-sample estimate (k=1)", "log_likelihood"),
+                 ("  its negative (not an NLL)", "nll"), ("  standard error", "nll_stderr"),
+                 ("  its bits/dim (not a likelihood's)", "bits_per_dim")]
+    else:
+        rows += [(f"log p(x), importance-weighted (k={k})", "log_likelihood"),
+                 (f"NLL (k={k})", "nll"), ("  standard error", "nll_stderr"),
+                 (f"bits/dim (k={k})", "bits_per_dim"),
+                 ("log p(x) - ELBO", "gap_log_likelihood_minus_elbo")]
+    return [*rows, ("amortization gap", "amortization_gap")]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluate import amortization_gap, evaluate
 
@@ -247,17 +321,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report.update({"split": args.split, "data": data.name})
     if args.amortization_gap:
         report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
-    rows = [("ELBO", "elbo"), ("  reconstruction E_q log p(x|z)", "reconstruction"),
-            ("  KL(q || p)", "kl"), (f"log p(x) (k={args.k})", "log_likelihood"),
-            ("NLL", "nll"), ("  standard error", "nll_stderr"), ("bits/dim", "bits_per_dim"),
-            ("log p(x) - ELBO", "gap_log_likelihood_minus_elbo"),
-            ("amortization gap", "amortization_gap")]
+    report["estimate"] = ESTIMATE_SINGLE if args.k == 1 else ESTIMATE_IW
     print(f"{data.name} {args.split}: n={report['n']} examples, k={args.k}, "
           f"{report['seconds']:.1f}s  (nats per example)")
-    for label, key in rows:
+    for label, key in _evaluate_rows(args.k):
         if key in report:
-            print(f"  {label:<34} {report[key]:>12.4f}")
-    print(f"  {'active units':<34} {report['active_units']:>8} / {model.latent_dim}")
+            print(f"  {label:<36} {report[key]:>12.4f}")
+    print(f"  {'active units':<36} {report['active_units']:>8} / {model.latent_dim}")
+    if args.k == 1:
+        print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
+    if "caveat" in report:
+        print(f"  caveat: {report['caveat']}")
     if args.json:
         print(json.dumps(report))
     return 0
@@ -291,6 +365,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from vaekit.run import load_run
 
     args.device = _check_device(args.device)
+    _claim_output(args)
     model, info = load_run(args.run, device=args.device)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     x = model.sample(args.n, generator=g, mean=not args.draw)
@@ -356,7 +431,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     with torch.no_grad():
         mu = model.encode(x[[i, j]].to(args.device)).mean  # (2, L)
         t = torch.linspace(0, 1, args.steps, device=mu.device)[:, None]
-        frames = model.likelihood.mean(model.decoder((1 - t) * mu[0] + t * mu[1]))
+        frames = model.decode_mean((1 - t) * mu[0] + t * mu[1])
     _save_array_or_grid(frames, args.output, nrow=args.steps,
                         image=bool(info.data.get("images", True)))
     return 0
@@ -371,16 +446,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     from vaekit.io import atomic_write_bytes
 
     model, _, (x, _) = _eval_data(args)
+    if Path(args.output).suffix != ".npy":
+        raise ConfigError(f"-o {args.output}: the file name must end in .npy")
     ll = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows,
                         compile=args.compile)
     scores = (-ll.per_example).numpy()
-    if Path(args.output).suffix != ".npy":
-        raise ConfigError(f"-o {args.output}: the file name must end in .npy")
     buf = io.BytesIO()
     np.save(buf, scores)
     atomic_write_bytes(args.output, buf.getvalue())
     print(f"wrote {args.output}: -log p(x) for {len(scores)} examples (mean {scores.mean():.3f}, "
           f"max {scores.max():.3f} nats)")
+    caveat = model.likelihood.caveat(x)
+    if caveat is not None:
+        print(f"caveat: {caveat}", file=sys.stderr)
     return 0
 
 

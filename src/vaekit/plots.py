@@ -60,13 +60,52 @@ def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> None:
     save_png(image_grid(images, nrow=nrow), path, scale=display_scale(images.shape[-2]))
 
 
+#: Width in pixels of the left margin that names the rows of a reconstruction grid.
+LABEL_MARGIN = 56
+
+
 def save_reconstructions(x: Tensor, recon: Tensor, path: str | Path) -> None:
-    """Pairs of rows: inputs above their reconstructions."""
+    """Pairs of rows, up to 32 examples: up to 8 inputs in a row marked 'input' in a grey left
+    margin, their reconstructions in the row below, marked 'recon'."""
     n = min(len(x), 32)
-    rows = []
-    for start in range(0, n, 8):
-        rows += [x[start:start + 8], recon[start:start + 8]]
-    save_grid(torch.cat(rows), path, nrow=8)
+    ncol = min(n, 8)
+    rows, labels = [], []
+    for start in range(0, n, ncol):
+        for images, label in ((x, "input"), (recon, "recon")):
+            row = images[start:start + ncol].detach().float().cpu()
+            blank = torch.ones(ncol - len(row), *row.shape[1:])  # the grid's background
+            rows.append(torch.cat([row, blank]))
+            labels.append(label)
+    scale = display_scale(x.shape[-2])
+    grid = image_grid(torch.cat(rows), nrow=ncol)  # (H', W', 3)
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    save_png(label_rows(grid, labels, x.shape[-2] * scale, scale), path)
+
+
+def label_rows(grid: np.ndarray, labels: list[str], row_height: int, pad: int = 1) -> np.ndarray:
+    """`grid` (H, W, 3) uint8 of len(labels) rows of images `row_height` pixels high, each under
+    `pad` pixels of padding (as `image_grid` lays them out), with a left margin of
+    LABEL_MARGIN pixels naming each row; rows labelled 'input' get a grey margin."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    h, w, _ = grid.shape
+    margin = np.full((h, LABEL_MARGIN, 3), 255, np.uint8)
+    for i, label in enumerate(labels):
+        if label == "input":
+            top = pad + i * (row_height + pad)
+            margin[top:top + row_height] = 225
+    dpi = 100
+    fig = plt.figure(figsize=((w + LABEL_MARGIN) / dpi, h / dpi), dpi=dpi)
+    fig.figimage(np.concatenate([margin, grid], axis=1), xo=0, yo=0, origin="upper")
+    for i, label in enumerate(labels):
+        centre = pad + i * (row_height + pad) + row_height / 2  # pixels from the top
+        fig.text(LABEL_MARGIN / 2 / (w + LABEL_MARGIN), 1 - centre / h, label, ha="center",
+                 va="center", fontsize=9, family="monospace")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    out = np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (H, W + margin, 3)
+    plt.close(fig)
+    return out
 
 
 def save_curves(history: list[dict[str, Any]], path: str | Path) -> None:

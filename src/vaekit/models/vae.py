@@ -119,7 +119,7 @@ class VAE(nn.Module):
         self.latent_dim = latent_dim
         self.config: Any = None  # the vaekit.Config it was built from, if any
         #: config.json's record of the data (binarization, dequantization, ...), if any
-        self.run_data: dict[str, Any] = {}
+        self.run_record: dict[str, Any] = {}
 
     @property
     def data_dim(self) -> int:

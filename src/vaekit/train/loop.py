@@ -149,9 +149,10 @@ class Trainer:
     """Trains `config` on `data`, writing the run directory `run_dir` (rank 0 only)."""
 
     def __init__(self, config: Config, data: Dataset, run_dir: Path | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, data_record: dict[str, Any] | None = None) -> None:
         self.config = config.validate()
         self.data = data
+        self.data_record = dict(data_record or {})  # more for config.json's data section
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.device = resolve_device(config.device)
@@ -238,7 +239,7 @@ class Trainer:
             "name": d.name, "images": d.images, "bin_width": d.bin_width,
             "binarize": self.binarize, "dequantize": self.dequantize,
             "val_fraction": self.config.val_fraction,
-            "train_size": len(d.train)})
+            "train_size": len(d.train), **self.data_record})
 
     def save_checkpoint(self) -> None:
         """Called by every process (the epoch's partial sums are gathered); rank 0 writes."""
