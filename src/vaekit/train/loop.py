@@ -57,7 +57,7 @@ from vaekit.train.checkpoint import (
     write_checkpoint,
 )
 from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
-from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, refit
+from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, resume_segments
 
 #: Consecutive non-finite steps before rolling back to the last snapshot at half the rate.
 MAX_CONSECUTIVE_SKIPS = 10
@@ -362,6 +362,8 @@ class Trainer:
         batches = self.epoch_perm[:steps * batch].view(steps, batch).to(self.device)
         sums, check_every = self.epoch_stats, self.check_every
         schedule, segment = LR_SCHEDULES[cfg.lr_schedule], s.schedule[-1]
+        lrs = [cfg.lr * segment.factor(schedule, s.epoch + i / steps) * s.lr_scale
+               for i in range(steps)]  # of each step, computed once an epoch
         unread = (s.step_in_epoch, s.global_step)  # the first step whose flag the host has not read
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if cfg.bf16 and self.device.type == "cuda" else nullcontext())
@@ -372,7 +374,7 @@ class Trainer:
         show_elbo = not bar.disable
         self.model.train()
         for step in bar:
-            lr = cfg.lr * segment.factor(schedule, s.epoch + step / steps) * s.lr_scale
+            lr = lrs[step]
             if lr != self.optimizer.param_groups[0]["lr"]:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -548,25 +550,16 @@ class Trainer:
         if not s.schedule:
             s.schedule = [Segment(0.0, float(cfg.epochs))]
             return
-        segment = s.schedule[-1]
-        at = s.epoch + s.step_in_epoch / self.steps_per_epoch()
-        if restart and not (cfg.epochs > segment.end and cfg.epochs > at):
-            raise ConfigError(f"--restart-schedule needs --epochs above {segment.end:g}, where "
-                              "the run's schedule ends now; to continue the schedule as it is, "
-                              "resume without --restart-schedule")
-        if cfg.epochs == segment.end or cfg.epochs <= at:
-            return
+        last, at = s.schedule[-1], s.epoch + s.step_in_epoch / self.steps_per_epoch()
         schedule = LR_SCHEDULES[cfg.lr_schedule]
-        if not restart and cfg.epochs > segment.end and has_ended(schedule, segment, at):
-            lr = cfg.lr * segment.factor(schedule, at) * s.lr_scale
+        s.schedule = resume_segments(schedule, s.schedule, at, float(cfg.epochs), restart)
+        if not restart and cfg.epochs > last.end and has_ended(schedule, last, at):
+            lr = cfg.lr * last.factor(schedule, at) * s.lr_scale
             self._log(
                 f"warning: the {cfg.lr_schedule} learning-rate schedule ended at epoch {at:g}, "
                 f"so the added epochs run at its final lr {lr:.3g}. To restart it from --lr "
                 f"{cfg.lr:g} over the added epochs (a warm restart), resume with: vaekit "
                 f"train --resume {self.run_dir} --epochs {cfg.epochs} --restart-schedule")
-        if segment.start == at:  # resumed again where the last segment began: replace it
-            s.schedule.pop()
-        s.schedule.append(refit(segment, at, float(cfg.epochs), restart))
 
     def _end_epoch(self, start: float) -> None:
         """Validation, metrics, checkpoint. `seconds` counts training and validation, not the

@@ -19,6 +19,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vaekit.errors import ConfigError
+
 #: (progress in [0, 1], epochs since the schedule started) -> factor of the base learning rate.
 ScheduleFn = Callable[[float, float], float]
 
@@ -89,3 +91,19 @@ def has_ended(fn: ScheduleFn, segment: Segment, at: float) -> bool:
     extending such a run would go on at that final rate (0 for cosine)."""
     epochs = at - segment.origin
     return segment.progress_at(at) >= 1.0 and fn(1.0, epochs) < fn(0.0, epochs)
+
+
+def resume_segments(fn: ScheduleFn, segments: list[Segment], at: float, epochs: float,
+                    restart: bool) -> list[Segment]:
+    """The schedule of a run resumed at epoch `at` to a horizon of `epochs`: as it was where
+    the horizon is unchanged, else with a segment from `at` on (`refit`), which replaces the
+    last one where that began at `at` too. `restart` needs epochs added."""
+    last = segments[-1]
+    if restart and not (epochs > last.end and epochs > at):
+        raise ConfigError(f"--restart-schedule needs --epochs above {last.end:g}, where the "
+                          "run's schedule ends now; to continue the schedule as it is, resume "
+                          "without --restart-schedule")
+    if epochs == last.end or epochs <= at:
+        return segments
+    kept = segments[:-1] if last.start == at else segments
+    return [*kept, refit(last, at, epochs, restart)]
