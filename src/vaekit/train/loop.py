@@ -552,7 +552,7 @@ class Trainer:
             return
         last, at = s.schedule[-1], s.epoch + s.step_in_epoch / self.steps_per_epoch()
         schedule = LR_SCHEDULES[cfg.lr_schedule]
-        s.schedule = resume_segments(schedule, s.schedule, at, float(cfg.epochs), restart)
+        s.schedule = resume_segments(s.schedule, at, float(cfg.epochs), restart)
         if not restart and cfg.epochs > last.end and has_ended(schedule, last, at):
             lr = cfg.lr * last.factor(schedule, at) * s.lr_scale
             self._log(

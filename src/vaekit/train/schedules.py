@@ -93,7 +93,7 @@ def has_ended(fn: ScheduleFn, segment: Segment, at: float) -> bool:
     return segment.progress_at(at) >= 1.0 and fn(1.0, epochs) < fn(0.0, epochs)
 
 
-def resume_segments(fn: ScheduleFn, segments: list[Segment], at: float, epochs: float,
+def resume_segments(segments: list[Segment], at: float, epochs: float,
                     restart: bool) -> list[Segment]:
     """The schedule of a run resumed at epoch `at` to a horizon of `epochs`: as it was where
     the horizon is unchanged, else with a segment from `at` on (`refit`), which replaces the
