@@ -173,7 +173,7 @@ class Trainer:
         # i % check_every: the host then finds the runs of skips and the first faulty step.
         self._fault_flags = torch.zeros(self.check_every, device=self.device)
         self._fault_slots = list(self._fault_flags.unbind())  # 0-d views, made once
-        self.state = TrainState()
+        self.state = TrainState(schedule=[Segment(0.0, float(config.epochs))])
         self.perm_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.epoch_perm: Tensor | None = None
@@ -543,13 +543,10 @@ class Trainer:
         return self.model
 
     def _fit_schedule(self, restart: bool) -> None:
-        """The learning-rate schedule's segment from here to --epochs: the whole run's for a
-        fresh run; after a resume that changes --epochs, the rest of the schedule stretched over
-        the epochs left, or (`restart`) a warm restart from --lr (see `schedules`)."""
+        """After a resume that changes --epochs, the learning-rate schedule's new segment: the
+        rest of the schedule stretched over the epochs left, or (`restart`) a warm restart from
+        --lr (see `schedules`)."""
         s, cfg = self.state, self.config
-        if not s.schedule:
-            s.schedule = [Segment(0.0, float(cfg.epochs))]
-            return
         last, at = s.schedule[-1], s.epoch + s.step_in_epoch / self.steps_per_epoch()
         schedule = LR_SCHEDULES[cfg.lr_schedule]
         s.schedule = resume_segments(s.schedule, at, float(cfg.epochs), restart)
