@@ -26,6 +26,14 @@ def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, env=env)
 
 
+def _assert_same_model(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """The same weights up to float summation order."""
+    keys = sorted(k for k in a if k.startswith("model."))
+    assert keys and keys == sorted(k for k in b if k.startswith("model."))
+    for k in keys:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 @pytest.mark.parametrize("extra", [[], ["--free-bits", "0.3"]], ids=["elbo", "free-bits"])
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
@@ -35,11 +43,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
     assert r.returncode == 0, r.stderr[-3000:]
     single = run_cli("train", "--out", str(tmp_path / "one"), *FLAGS, *extra)
     assert single.returncode == 0, single.stderr
-    a = load_tensors(tmp_path / "ddp" / "checkpoint.safetensors")[0]
-    b = load_tensors(tmp_path / "one" / "checkpoint.safetensors")[0]
-    for k in a:
-        if k.startswith("model."):
-            assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    (a, meta_a), (b, meta_b) = (load_tensors(tmp_path / run / "checkpoint.safetensors")
+                                for run in ("ddp", "one"))
+    assert (meta_a or {}).get("world_size") == 2 and (meta_b or {}).get("world_size") == 1
+    _assert_same_model(a, b)
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == \
         sorted(p.name for p in (tmp_path / "one").iterdir())
     ddp_rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").open()]
@@ -48,10 +55,21 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
         [r["val_elbo"] for r in one_rows], abs=1e-3)
 
 
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_a_checkpoint_resumes_with_a_different_number_of_processes(tmp_path: Path) -> None:
-    r = _torchrun(2, "train", "--out", str(tmp_path / "run"), *FLAGS)
+    """Two epochs on 2 processes, a third on 1: the model and the metrics of 3 epochs on one
+    process, up to float summation order."""
+    run, whole = tmp_path / "run", tmp_path / "whole"
+    r = _torchrun(2, "train", "--out", str(run), *FLAGS)
     assert r.returncode == 0, r.stderr[-3000:]
-    resumed = run_cli("train", "--resume", str(tmp_path / "run"), "--epochs", "3", "--quiet")
+    assert (load_tensors(run / "checkpoint.safetensors")[1] or {}).get("world_size") == 2
+    resumed = run_cli("train", "--resume", str(run), "--epochs", "3", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 3
+    single = run_cli("train", "--out", str(whole), *FLAGS, "--epochs", "3")
+    assert single.returncode == 0, single.stderr
+    _assert_same_model(load_tensors(run / "checkpoint.safetensors")[0],
+                       load_tensors(whole / "checkpoint.safetensors")[0])
+    rows = [[json.loads(x) for x in (d / "metrics.jsonl").open()] for d in (run, whole)]
+    assert len(rows[0]) == 3
+    assert [r["val_elbo"] for r in rows[0]] == pytest.approx([r["val_elbo"] for r in rows[1]],
+                                                             abs=1e-3)

@@ -136,6 +136,101 @@ def test_repeated_faults_roll_back_then_stop_with_a_diagnosis(tmp_path: Path,
         vaekit.train(SMALL, out=tmp_path / "r", progress=False, pictures=False)
 
 
+#: 72 steps an epoch on the digits (1,455 training images)
+FAULTY = Config(hidden=(16,), latent_dim=2, epochs=2, batch_size=20)
+
+
+def _inject_nans(monkeypatch: pytest.MonkeyPatch, calls: range) -> dict:
+    """Make the loss NaN at the forward calls in `calls` (counting from 1) until the first
+    rollback. Records every call's input, the call count at the rollback, and the examples
+    that each epoch's sums count."""
+    seen: dict = {"inputs": [], "rollback_at": None, "examples": []}
+    forward, rollback, end_epoch = (loop.LossModule.forward, loop.Trainer._rollback,
+                                    loop.Trainer._end_epoch)
+
+    def nan_forward(self, x, noise, beta):
+        seen["inputs"].append(x.clone())
+        loss, stats = forward(self, x, noise, beta)
+        if len(seen["inputs"]) in calls and seen["rollback_at"] is None:
+            loss = loss * float("nan")
+        return loss, stats
+
+    def noted_rollback(self, reason: str) -> None:
+        seen["rollback_at"] = len(seen["inputs"])
+        rollback(self, reason)
+
+    def noted_end_epoch(self, start: float) -> None:
+        seen["examples"].append(float(self.epoch_stats[-1]))
+        end_epoch(self, start)
+
+    monkeypatch.setattr(loop.LossModule, "forward", nan_forward)
+    monkeypatch.setattr(loop.Trainer, "_rollback", noted_rollback)
+    monkeypatch.setattr(loop.Trainer, "_end_epoch", noted_end_epoch)
+    return seen
+
+
+def _replayed(seen: dict, since: int) -> bool:
+    """Whether the inputs after the rollback repeat those from call `since` + 1 on."""
+    r = seen["rollback_at"]
+    before, after = seen["inputs"][since:r], seen["inputs"][r:r + r - since]
+    return len(after) == len(before) > 0 and all(map(torch.equal, before, after))
+
+
+@pytest.mark.parametrize("check_every", [1, 50])
+def test_ten_skips_in_a_row_between_two_reads_of_the_flags_roll_back_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        check_every: int) -> None:
+    """With the host reading the device's skip flags every 50 steps, as on a GPU, a run of 12
+    skips (steps 127-138) that starts and ends between two reads (steps 122 and 144) rolls
+    back just as when the host looks at every step; the warning names the first faulty step."""
+    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    _inject_nans(monkeypatch, range(127, 139))
+    r = vaekit.train(FAULTY, out=tmp_path / "r", progress=False, pictures=False)
+    err = capsys.readouterr().err
+    assert err.count("rolled back") == 1, err
+    assert "non-finite loss or gradient at step 127;" in err
+    assert len(r.history) == 2
+
+
+@pytest.mark.parametrize("check_every", [1, 50])
+def test_a_rollback_restores_the_whole_state_at_the_end_of_the_last_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        check_every: int) -> None:
+    """Weights, optimiser, data position, the epoch's sums and the generators: the epoch runs
+    again from its start on the same data and noise, and its sums count each example once."""
+    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    seen = _inject_nans(monkeypatch, range(127, 137))
+    r = vaekit.train(FAULTY, out=tmp_path / "r", progress=False, pictures=False)
+    assert "rolled back to the end of epoch 1 with the learning rate halved" in \
+        capsys.readouterr().err
+    assert _replayed(seen, since=72)  # epoch 2 began at call 73
+    assert seen["examples"] == [72 * 20, 72 * 20]
+    assert [row["step"] for row in r.history] == [72, 144]
+
+
+@pytest.mark.parametrize("check_every", [1, 50])
+def test_after_a_resume_a_rollback_returns_to_the_resumed_mid_epoch_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        check_every: int) -> None:
+    """A run stopped at epoch 2, step 10 and resumed: ten faults in a row go back to that
+    point (not to the end of epoch 1, not to where the faults happened), with the partial
+    sums of its first 10 steps."""
+    run = tmp_path / "r"
+    with monkeypatch.context() as m:
+        m.setattr(loop.Trainer, "_agree_to_stop",
+                  lambda self, stop: (self.state.epoch, self.state.step_in_epoch) == (1, 10))
+        with pytest.raises(loop.TrainingInterrupted, match="epoch 2, step 10"):
+            vaekit.train(FAULTY, out=run, progress=False, pictures=False)
+    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    seen = _inject_nans(monkeypatch, range(3, 13))  # after two good steps
+    r = vaekit.train(resume=run, progress=False, pictures=False)
+    assert "rolled back to epoch 2, step 10 with the learning rate halved" in \
+        capsys.readouterr().err
+    assert _replayed(seen, since=0)
+    assert seen["examples"] == [72 * 20]
+    assert [row["step"] for row in r.history] == [72, 144]
+
+
 def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:

@@ -17,6 +17,7 @@ from vaekit.distributions import LIKELIHOODS, Likelihood
 from vaekit.nets import ACTIVATION_LAYERS, NETS
 from vaekit.posteriors import POSTERIORS
 from vaekit.priors import PRIORS, StandardNormalPrior
+from vaekit.train.schedules import LR_SCHEDULES
 
 
 class LaplaceLikelihood(Likelihood):
@@ -59,6 +60,7 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(POSTERIORS, "diagonal", POSTERIORS["gaussian"])
     monkeypatch.setitem(NETS, "perceptron", NETS["mlp"])
     monkeypatch.setitem(ACTIVATION_LAYERS, "hardswish", nn.Hardswish)
+    monkeypatch.setitem(LR_SCHEDULES, "halving", lambda progress, epochs: 0.5 ** epochs)
 
 
 def test_a_registered_likelihood_prior_posterior_net_and_activation_train(
@@ -66,10 +68,12 @@ def test_a_registered_likelihood_prior_posterior_net_and_activation_train(
     x = torch.randn(200, 6)
     model = vaekit.fit(x, likelihood="laplace", prior="standard", posterior="diagonal",
                        net="perceptron", activation="hardswish", hidden=(16,), latent_dim=2,
-                       epochs=2, out=tmp_path / "run")
+                       lr_schedule="halving", epochs=2, out=tmp_path / "run")
     assert isinstance(model.likelihood, LaplaceLikelihood)
     assert any(isinstance(m, nn.Hardswish) for m in model.modules())
     assert torch.isfinite(model.elbo(x[:5])["elbo"]).all()
+    lrs = [row["lr"] for row in vaekit.run.read_metrics(tmp_path / "run")]
+    assert lrs == pytest.approx([1e-3, 5e-4])  # the schedule registered above
     again = vaekit.load(tmp_path / "run")  # rebuilt from config.json through the registries
     torch.testing.assert_close(again.reconstruct(x[:5]), model.reconstruct(x[:5]))
 

@@ -60,9 +60,11 @@ def default_run_dir(config: Config) -> Path:
 def train(config: Config | None = None, *, data: Dataset | None = None,
           out: str | Path | None = None, resume: str | Path | None = None,
           progress: bool = True, pictures: bool = True, save: bool = True,
-          **options: Any) -> TrainResult:
+          restart_schedule: bool = False, **options: Any) -> TrainResult:
     """Train a VAE as `vaekit train` does; `options` override fields of `config`. With
-    save=False nothing is written (no run directory, no resume)."""
+    save=False nothing is written (no run directory, no resume). `restart_schedule`: with
+    `resume` and a larger `epochs`, restart the learning-rate schedule from the base lr over
+    the added epochs instead of stretching the rest of it over them."""
     record: dict[str, Any] = {}
     if resume is not None:
         run_dir: Path | None = Path(resume)
@@ -87,7 +89,7 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
     elif config.data == ARRAY_DATA:
         record = array_fingerprint(data)
     trainer = Trainer(config, data, run_dir, progress=progress, data_record=record)
-    model = trainer.fit(resume=resume is not None)
+    model = trainer.fit(resume=resume is not None, restart_schedule=restart_schedule)
     set_run_record(model, trainer.run_info().data)
     if run_dir is not None and pictures and trainer.dist.is_main:
         write_pictures(model, data, run_dir, trainer.state.history,

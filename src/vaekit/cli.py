@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: runs/DATA-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last "
                    "checkpoint (only --epochs, --device, --threads, --compile, --bf16 may change)")
+    p.add_argument("--restart-schedule", action="store_true", help="with --resume and a "
+                   "larger --epochs: restart the learning-rate schedule from --lr over the added "
+                   "epochs (a warm restart) instead of stretching the rest of it over them")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction,
                    help="flush subnormal floats to zero in this process's CPU arithmetic: "
@@ -209,12 +212,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if from_file or args.preset:
             raise ConfigError("--config and --preset cannot be combined with --resume (the "
                               "run's config is in its config.json)")
-        result = train(resume=args.resume, progress=not args.quiet, **from_flags)
+        result = train(resume=args.resume, progress=not args.quiet,
+                       restart_schedule=args.restart_schedule, **from_flags)
     else:
         preset = dict(PRESETS[args.preset]) if args.preset else {}
         config = Config.from_dict({**preset, **from_file, **from_flags},
                                   source=args.config or "flags")
-        result = train(config, out=args.out, progress=not args.quiet)
+        result = train(config, out=args.out, progress=not args.quiet,
+                       restart_schedule=args.restart_schedule)
     best = max((r for r in result.history), key=lambda r: r.get("val_elbo", r["train_elbo"]),
                default=None)
     if best is not None:

@@ -22,13 +22,15 @@ import yaml
 from vaekit.errors import ConfigError
 
 #: Fields whose choices are the keys of a registry ("module:NAME"), never a list kept here: a
-#: likelihood, prior, posterior, net or activation registered there is a valid value at once.
+#: likelihood, prior, posterior, net, activation or learning-rate schedule registered there is
+#: a valid value at once.
 REGISTRIES = {
     "net": "vaekit.nets:NETS",
     "activation": "vaekit.nets:ACTIVATION_LAYERS",
     "likelihood": "vaekit.distributions:LIKELIHOODS",
     "posterior": "vaekit.posteriors:POSTERIORS",
     "prior": "vaekit.priors:PRIORS",
+    "lr_schedule": "vaekit.train.schedules:LR_SCHEDULES",
 }
 
 
@@ -113,7 +115,7 @@ class Config:
     batch_size: int = field(default=100, metadata=_help(
         "global minibatch size (split across processes under torchrun)"))
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate"))
-    lr_schedule: Literal["constant", "cosine", "step", "iwae"] = field(
+    lr_schedule: str = field(
         default="constant", metadata=_help(
             "learning-rate schedule: constant, cosine (to 0 over the run), step (x0.1 at 50%% "
             "and 75%% of the epochs), iwae (Burda et al. 2016: lr x 10^(-i/7) for 3^i epochs)"))

@@ -2,7 +2,11 @@
 
     checkpoint.safetensors  model.* weights, optim.* Adam moments, rng.* generator states,
                             epoch.stats (the epoch's partial sums), epoch.perm (mid-epoch only)
-    its JSON metadata       the TrainState counters, the optimiser's param groups, world size
+    its JSON metadata       the TrainState counters and learning-rate schedule segments, the
+                            optimiser's param groups, world size
+
+Older checkpoints still resume: 4-slot epoch.stats (an unused first slot) lose that slot, and
+a state without schedule segments gets one over the epochs in the run's config.json.
 
 Written atomically by rank 0 (see `vaekit.io`); read without unpickling anything.
 """
@@ -10,7 +14,7 @@ Written atomically by rank 0 (see `vaekit.io`); read without unpickling anything
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from vaekit.errors import ConfigError, RunDirError, VaekitError
 from vaekit.io import load_tensors
 from vaekit.models import VAE
 from vaekit.run import CHECKPOINT_FILE, load_weights, read_run_info, save_weights
+from vaekit.train.schedules import Segment
 
 #: Fields that may change when a run is resumed; the rest define the run.
 RESUMABLE_OVERRIDES = ("epochs", "device", "threads", "compile", "bf16")
@@ -40,6 +45,7 @@ class TrainState:
     consecutive_skips: int = 0
     rollbacks: int = 0
     lr_scale: float = 1.0
+    schedule: list[Segment] = field(default_factory=list)  # the lr schedule's segments
     history: list[dict[str, Any]] = field(default_factory=list)  # kept in metrics.jsonl
 
 
@@ -51,8 +57,29 @@ class Checkpoint:
     torch_rng: Tensor  # torch's global generator
     perm_rng: Tensor  # the data order's generator
     noise_rng: Tensor  # binarization and reparameterization noise
-    epoch_stats: Tensor  # float64 [unused, sum of reconstruction, sum of KL, examples]
+    epoch_stats: Tensor  # float64 [sum of reconstruction, sum of KL, examples]
     epoch_perm: Tensor | None = None  # the interrupted epoch's data order
+
+
+@dataclass
+class Snapshot:
+    """The whole trainer state, in memory: what a rollback returns to. Taken at the end of each
+    epoch and at a resume (then possibly mid-epoch)."""
+
+    model: dict[str, Tensor]
+    optim: dict[str, Any]
+    position: tuple[int, int, int]  # epoch, step_in_epoch, global_step
+    schedule: list[Segment]
+    epoch_perm: Tensor | None
+    epoch_stats: Tensor
+    rng: tuple[Tensor, Tensor, Tensor]  # torch's, the data order's, the noise's
+
+    def where(self) -> str:
+        """Where the snapshot stands, in words."""
+        epoch, step, _ = self.position
+        if step:
+            return f"epoch {epoch + 1}, step {step}"
+        return f"the end of epoch {epoch}" if epoch else "the start of training"
 
 
 def write_checkpoint(path: Path, model: VAE, optimizer: torch.optim.Optimizer,
@@ -63,6 +90,7 @@ def write_checkpoint(path: Path, model: VAE, optimizer: torch.optim.Optimizer,
     if checkpoint.epoch_perm is not None:
         extra["epoch.perm"] = checkpoint.epoch_perm
     state = {k: v for k, v in checkpoint.state.__dict__.items() if k != "history"}
+    state["schedule"] = [asdict(segment) for segment in checkpoint.state.schedule]
     save_weights(model, path, extra, {"state": state, "optim": optim_meta,
                                       "world_size": world_size})
 
@@ -75,10 +103,17 @@ def read_checkpoint(path: Path, model: VAE, optimizer: torch.optim.Optimizer) ->
     load_weights(model, tensors, path)
     optimizer_from_tensors(optimizer, tensors, meta["optim"])
     try:
-        state = TrainState(**meta["state"])
+        counters = dict(meta["state"])
+        segments = counters.pop("schedule", [])
+        state = TrainState(**counters, schedule=[Segment(**segment) for segment in segments])
+        stats = tensors["epoch.stats"]
+        if stats.shape == (4,):  # written before the unused first slot was dropped
+            stats = stats[1:]
+        if stats.shape != (3,):
+            raise TypeError(f"epoch.stats has shape {tuple(stats.shape)}, not (3,)")
         return Checkpoint(state, tensors["rng.torch"], tensors["rng.perm"], tensors["rng.noise"],
-                          tensors["epoch.stats"], tensors.get("epoch.perm"))
-    except (TypeError, KeyError) as e:
+                          stats, tensors.get("epoch.perm"))
+    except (TypeError, KeyError, ValueError) as e:
         raise RunDirError(f"{path}: the trainer state is incomplete or malformed ({e}); it "
                           "cannot be resumed") from None
 

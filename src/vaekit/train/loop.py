@@ -13,7 +13,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from vaekit.run import (
     RunInfo,
     append_metrics,
     read_metrics,
+    read_run_info,
     save_weights,
     write_metrics,
     write_run_info,
@@ -51,20 +52,24 @@ from vaekit.run import (
 from vaekit.train.adam import AdamStep, make_adam
 from vaekit.train.checkpoint import (
     Checkpoint,
+    Snapshot,
     TrainState,
     read_checkpoint,
     write_checkpoint,
 )
 from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, resume_segments
 
-#: Consecutive non-finite steps before rolling back to the last good epoch at half the rate.
+#: Consecutive non-finite steps before rolling back to the last snapshot at half the rate.
 MAX_CONSECUTIVE_SKIPS = 10
-#: On a GPU the host reads the skip counters and the stop flag every this many steps: reading
-#: a device tensor waits for the whole queue, which at small batches costs more than the step.
-#: On a CPU reading costs nothing, so it looks at every step.
+#: On a GPU the host reads the steps' skip flags and the stop flag every this many steps:
+#: reading a device tensor waits for the whole queue, which at small batches costs more than
+#: the step. On a CPU reading costs nothing, so it looks at every step.
 GPU_CHECK_EVERY = 50
 CPU_CHECK_EVERY = 1
 MAX_ROLLBACKS = 3
+#: What `Trainer.train_epoch` ends with.
+DONE, STOPPED, ROLLED_BACK = "done", "stopped", "rolled back"
 
 
 class TrainingInterrupted(VaekitError):
@@ -81,21 +86,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
-
-
-def lr_at(config: Config, progress: float) -> float:
-    """Learning rate at `progress` in [0, 1] of the run."""
-    if config.lr_schedule == "cosine":
-        return 0.5 * config.lr * (1 + math.cos(math.pi * progress))
-    if config.lr_schedule == "step":
-        return config.lr * 0.1 ** sum(progress >= m for m in (0.5, 0.75))
-    if config.lr_schedule == "iwae":  # stage i lasts 3^i epochs, whatever the run's length
-        epoch, stage, end = progress * config.epochs, 0, 1
-        while epoch >= end:
-            stage += 1
-            end += 3**stage
-        return config.lr * 10 ** (-stage / 7)
-    return config.lr
 
 
 class LossModule(nn.Module):
@@ -176,8 +166,6 @@ class Trainer:
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self._bad_step = torch.zeros((), device=self.device)  # 1 where this step is skipped
         self._one = torch.ones((), device=self.device)
-        # [skipped steps since the host last looked, current run of consecutive skips]
-        self._fault_counts = torch.zeros(2, device=self.device)
         # A fused Adam skips its update on the device where `found_inf` is set, so the host
         # need not look at every step; elsewhere the host looks, and skips the step itself.
         fused = bool(self.optimizer.defaults.get("fused"))
@@ -185,12 +173,16 @@ class Trainer:
             GPU_CHECK_EVERY if self.device.type == "cuda" else CPU_CHECK_EVERY
         if self.check_every > 1:
             self.optimizer.found_inf = self._bad_step  # type: ignore[attr-defined]
-        self.state = TrainState()
+        # Between two looks of the host, step i's skip flag waits on the device in slot
+        # i % check_every: the host then finds the runs of skips and the first faulty step.
+        self._fault_flags = torch.zeros(self.check_every, device=self.device)
+        self._fault_slots = list(self._fault_flags.unbind())  # 0-d views, made once
+        self.state = TrainState(schedule=[Segment(0.0, float(config.epochs))])
         self.perm_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.epoch_perm: Tensor | None = None
-        # [unused, sum of reconstruction, sum of KL, examples]; ELBO = reconstruction - KL
-        self.epoch_stats = torch.zeros(4, dtype=torch.float64, device=self.device)
+        # [sum of reconstruction, sum of KL, examples]; ELBO = reconstruction - KL
+        self.epoch_stats = torch.zeros(3, dtype=torch.float64, device=self.device)
 
         self.train_x = data.train.to(self.device)
         world = self.dist.world_size
@@ -207,7 +199,7 @@ class Trainer:
         # on the device, like the training data: validation copies nothing per epoch
         self.val_x = prepare_eval_data(data.val, self.binarize, self.dequantize).to(self.device)
         self.best_weights: dict[str, Tensor] | None = None
-        self.last_good: dict[str, Any] | None = None
+        self.last_good: Snapshot | None = None
 
         if self.model.standardize is not None:
             self.model.standardize.fit(self.train_x)
@@ -285,7 +277,9 @@ class Trainer:
                 # weights are the best ones
                 self.best_weights = copy.deepcopy(self.model.state_dict())
                 self._save_best()
-        self.last_good = self._snapshot()
+        if not self.state.schedule:  # written before checkpoints kept the schedule's segments
+            original = read_run_info(self.run_dir).config.epochs
+            self.state.schedule = [Segment(0.0, float(original))]
 
     def _read_history(self) -> list[dict[str, Any]]:
         """The metrics of the epochs the checkpoint covers (later lines, from epochs that ran
@@ -306,11 +300,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
-    def _snapshot(self) -> dict[str, Any]:
-        return {"model": copy.deepcopy(self.model.state_dict()),
-                "optim": copy.deepcopy(self.optimizer.state_dict())}
+    def _snapshot(self) -> Snapshot:
+        """The whole trainer state: weights, optimiser, data position and permutation, the
+        epoch's partial sums, the generators."""
+        s = self.state
+        return Snapshot(copy.deepcopy(self.model.state_dict()),
+                        copy.deepcopy(self.optimizer.state_dict()),
+                        (s.epoch, s.step_in_epoch, s.global_step), list(s.schedule),
+                        self.epoch_perm, self.epoch_stats.clone(),
+                        (torch.get_rng_state(), self.perm_generator.get_state(),
+                         self.noise_generator.get_state()))
+
+    def _restore(self, snap: Snapshot) -> None:
+        """Back to `snap`; the fault counters and the learning-rate scale stay as they are."""
+        self.model.load_state_dict(snap.model)
+        self.optimizer.load_state_dict(snap.optim)
+        s = self.state
+        s.epoch, s.step_in_epoch, s.global_step = snap.position
+        s.schedule = list(snap.schedule)
+        s.consecutive_skips = 0
+        self.epoch_perm = snap.epoch_perm  # never changed in place: a new epoch draws anew
+        self.epoch_stats.copy_(snap.epoch_stats)
+        torch.set_rng_state(snap.rng[0])
+        self.perm_generator.set_state(snap.rng[1])
+        self.noise_generator.set_state(snap.rng[2])
 
     def _rollback(self, reason: str) -> None:
+        """Restore the last snapshot and halve the learning rate; stop after MAX_ROLLBACKS."""
         s = self.state
         s.rollbacks += 1
         if s.rollbacks > MAX_ROLLBACKS or self.last_good is None:
@@ -320,12 +336,10 @@ class Trainer:
                 f"{self.config.lr * s.lr_scale:.3g}). Likely causes: a learning rate too high "
                 "(try --lr 1e-4), a Gaussian likelihood whose variance collapsed (try "
                 "--variance fixed), or extreme input values (standardise the data)")
-        self.model.load_state_dict(self.last_good["model"])
-        self.optimizer.load_state_dict(self.last_good["optim"])
+        self._restore(self.last_good)
         s.lr_scale *= 0.5
         self._log(f"warning: {reason} for {MAX_CONSECUTIVE_SKIPS} steps in a row; rolled back to "
-                  f"the end of epoch {s.epoch} with the learning rate halved "
-                  f"(x{s.lr_scale:g})")
+                  f"{self.last_good.where()} with the learning rate halved (x{s.lr_scale:g})")
 
     def _log(self, message: str) -> None:
         if self.dist.is_main:
@@ -340,9 +354,10 @@ class Trainer:
         w = self.config.kl_warmup
         return self.config.beta * (1.0 if w == 0 else min(1.0, epoch_progress / w))
 
-    def train_epoch(self, stop: dict[str, int]) -> bool:
-        """One pass over the training data (from a mid-epoch position after a resume).
-        Returns False if a signal stopped it."""
+    def train_epoch(self, stop: dict[str, int]) -> str:
+        """One pass over the training data (from a mid-epoch position after a resume or a
+        rollback). Returns DONE, STOPPED (by a signal) or ROLLED_BACK (to the last snapshot,
+        from where the epoch is to run again)."""
         cfg, s = self.config, self.state
         n, rank = len(self.train_x), self.dist.rank
         batch, steps = self.batch, self.steps_per_epoch()
@@ -352,16 +367,21 @@ class Trainer:
             self.epoch_stats.zero_()
         # row i: the global batch of step i
         batches = self.epoch_perm[:steps * batch].view(steps, batch).to(self.device)
-        sums = self.epoch_stats[1:]
+        sums, check_every = self.epoch_stats, self.check_every
+        schedule, segment = LR_SCHEDULES[cfg.lr_schedule], s.schedule[-1]
+        lrs = [cfg.lr * segment.factor(schedule, s.epoch + i / steps) * s.lr_scale
+               for i in range(steps)]  # of each step, computed once an epoch
+        unread = (s.step_in_epoch, s.global_step)  # the first step whose flag the host has not read
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if cfg.bf16 and self.device.type == "cuda" else nullcontext())
+        # tqdm's own rule for disable=None: no bar (and no carriage returns) off a terminal
         bar = tqdm(range(s.step_in_epoch, steps), desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
-                   leave=False, disable=not (self.progress and self.dist.is_main),
+                   leave=False, disable=None if self.progress and self.dist.is_main else True,
                    dynamic_ncols=True, file=sys.stderr)
+        show_elbo = not bar.disable
         self.model.train()
         for step in bar:
-            progress = (s.epoch + step / steps) / cfg.epochs
-            lr = lr_at(cfg, progress) * s.lr_scale
+            lr = lrs[step]
             if lr != self.optimizer.param_groups[0]["lr"]:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -386,33 +406,36 @@ class Trainer:
             bad = self._flag_non_finite(loss)  # on the device: no host sync
             s.global_step += 1
             s.step_in_epoch = step + 1
-            if self.check_every == 1:  # the host looks at every step
-                skipped = bool(bad.item())
-                if not skipped:
+            if check_every == 1:  # the host looks at every step
+                if not bad.item():
                     self.optimizer_step()
                     sums.add_(stats)
-                self._record_faults(int(skipped), s.consecutive_skips + 1 if skipped else 0)
-            else:  # the fused step is a no-op where `bad` is set; the host reads counts later
+                    s.consecutive_skips = 0
+                elif self._record_faults((1.0,), s.global_step):
+                    bar.close()
+                    return ROLLED_BACK
+            else:  # the fused step is a no-op where `bad` is set; the host reads flags later
                 self.optimizer_step()
                 sums.add_(torch.where(bad > 0, 0.0, stats))
-                counts = self._fault_counts
-                counts[0] += bad
-                counts[1] = (counts[1] + bad) * bad
+                self._fault_slots[step % check_every].copy_(bad)
             stop_now = False
-            if (step + 1) % self.check_every == 0 or step + 1 == steps:
+            if (step + 1) % check_every == 0 or step + 1 == steps:
                 stop_now = self._agree_to_stop(stop)
-                if self.check_every > 1:
-                    self._read_fault_counts()
-            if self.progress and self.dist.is_main and step % max(25, self.check_every) == 0:
-                count = self.epoch_stats[3].item()
+                if check_every > 1:
+                    rolled_back = self._read_fault_flags(unread, step)
+                    unread = (step + 1, s.global_step)
+                    if rolled_back:
+                        bar.close()
+                        return ROLLED_BACK
+            if show_elbo and step % max(25, check_every) == 0:
+                count = sums[2].item()
                 if count:
-                    running = (self.epoch_stats[1] - self.epoch_stats[2]) / count
-                    bar.set_postfix(elbo=f"{running.item():.2f}")
+                    bar.set_postfix(elbo=f"{((sums[0] - sums[1]) / count).item():.2f}")
             if stop_now:
                 bar.close()
-                return False
+                return STOPPED
         bar.close()
-        return True
+        return DONE
 
     def _flag_non_finite(self, loss: Tensor) -> Tensor:
         """Clip the gradient norm to --grad-clip, and set the step's flag (a 0-d tensor that
@@ -444,28 +467,39 @@ class Trainer:
         flag = torch.full((), float(stop["signal"] != 0), device=self.device)
         return bool(all_reduce_sum(flag, self.dist).item() > 0)
 
-    def _read_fault_counts(self) -> None:
-        """The host's look at the device's skip counters, every `check_every` steps."""
-        skipped, consecutive = (int(v) for v in self._fault_counts.tolist())
-        self._fault_counts[0] = 0
-        self._record_faults(skipped, consecutive)
+    def _read_fault_flags(self, unread: tuple[int, int], step: int) -> bool:
+        """The host's look, every `check_every` steps, at the skip flags of the steps of this
+        epoch from `unread` = (step in the epoch, global steps before it) to `step`: one read
+        of the device. Returns whether it rolled back."""
+        first, before = unread
+        flags = self._fault_flags[first % self.check_every:step % self.check_every + 1].tolist()
+        return self._record_faults(flags, before + 1)
 
-    def _record_faults(self, skipped: int, consecutive: int) -> None:
-        """Count `skipped` steps since the last look, and roll back after MAX_CONSECUTIVE_SKIPS
-        in a row (`consecutive`: the current run of skips)."""
+    def _record_faults(self, flags: Sequence[float], first_step: int) -> bool:
+        """Take in the skip flags of consecutive steps, the first being step `first_step` of the
+        run (counting from 1); warn at the run's first fault, naming its step, and roll back
+        where a run of skips, continued from earlier looks, reaches MAX_CONSECUTIVE_SKIPS
+        (whether or not it is still going). Returns whether it rolled back."""
         s = self.state
-        if not skipped:
+        if not any(flags):
             s.consecutive_skips = 0
-            return
+            return False
+        run, longest, skipped, first_fault = s.consecutive_skips, 0, 0, 0
+        for i, flag in enumerate(flags):
+            run = run + 1 if flag else 0
+            longest = max(longest, run)
+            if flag:
+                skipped += 1
+                first_fault = first_fault or first_step + i
         if s.skipped == 0:
-            self._log(f"warning: non-finite loss or gradient at step {s.global_step - 1}; "
-                      "update skipped (skips are counted in metrics.jsonl)")
+            self._log(f"warning: non-finite loss or gradient at step {first_fault}; update "
+                      "skipped (skips are counted in metrics.jsonl)")
         s.skipped += skipped
-        s.consecutive_skips = consecutive
-        if consecutive >= MAX_CONSECUTIVE_SKIPS:
+        s.consecutive_skips = run
+        if longest >= MAX_CONSECUTIVE_SKIPS:
             self._rollback("the loss or gradient was NaN/Inf")
-            self._fault_counts.zero_()
-            s.consecutive_skips = 0
+            return True
+        return False
 
     def validate(self) -> dict[str, float]:
         if len(self.val_x) == 0:
@@ -475,8 +509,13 @@ class Trainer:
         self.model.train()
         return {f"val_{k}": float(v.mean()) for k, v in out.items()}
 
-    def fit(self, resume: bool = False) -> VAE:
+    def fit(self, resume: bool = False, restart_schedule: bool = False) -> VAE:
+        """Train to --epochs, from the run's checkpoint with `resume`; `restart_schedule`
+        restarts the learning-rate schedule over the epochs a resume adds."""
         cfg = self.config
+        if restart_schedule and not resume:
+            raise ConfigError("--restart-schedule applies only with --resume (it restarts the "
+                              "schedule over the epochs that the resume adds)")
         if self.run_dir is not None and self.dist.is_main:
             if resume:
                 self.restore_checkpoint()
@@ -486,13 +525,15 @@ class Trainer:
         elif resume and self.run_dir is not None:
             self.restore_checkpoint()  # every rank restores the same state
         barrier(self.dist)
-        if self.last_good is None:
-            self.last_good = self._snapshot()
+        self._fit_schedule(restart_schedule)
+        self.last_good = self._snapshot()
         with _stop_on_signals() as stop:
+            start = time.perf_counter()
             while self.state.epoch < cfg.epochs:
-                start = time.perf_counter()
-                finished = self.train_epoch(stop)
-                if not finished:
+                outcome = self.train_epoch(stop)
+                if outcome == ROLLED_BACK:
+                    continue
+                if outcome == STOPPED:
                     self.save_checkpoint()
                     barrier(self.dist)
                     where = (f"epoch {self.state.epoch + 1}, step {self.state.step_in_epoch}")
@@ -501,22 +542,39 @@ class Trainer:
                     raise TrainingInterrupted(f"training stopped by signal {stop['signal']} "
                                               f"at {where}; a checkpoint was written{hint}")
                 self._end_epoch(start)
+                start = time.perf_counter()
         barrier(self.dist)
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
         return self.model
 
+    def _fit_schedule(self, restart: bool) -> None:
+        """After a resume that changes --epochs, the learning-rate schedule's new segment: the
+        rest of the schedule stretched over the epochs left, or (`restart`) a warm restart from
+        --lr (see `schedules`)."""
+        s, cfg = self.state, self.config
+        last, at = s.schedule[-1], s.epoch + s.step_in_epoch / self.steps_per_epoch()
+        schedule = LR_SCHEDULES[cfg.lr_schedule]
+        s.schedule = resume_segments(s.schedule, at, float(cfg.epochs), restart)
+        if not restart and cfg.epochs > last.end and has_ended(schedule, last, at):
+            lr = cfg.lr * last.factor(schedule, at) * s.lr_scale
+            self._log(
+                f"warning: the {cfg.lr_schedule} learning-rate schedule ended at epoch {at:g}, "
+                f"so the added epochs run at its final lr {lr:.3g}. To restart it from --lr "
+                f"{cfg.lr:g} over the added epochs (a warm restart), resume with: vaekit "
+                f"train --resume {self.run_dir} --epochs {cfg.epochs} --restart-schedule")
+
     def _end_epoch(self, start: float) -> None:
         """Validation, metrics, checkpoint. `seconds` counts training and validation, not the
         checkpoint's I/O."""
         s, cfg = self.state, self.config
         totals = all_reduce_sum(self.epoch_stats.clone(), self.dist).cpu()
-        count = max(float(totals[3]), 1.0)
+        count = max(float(totals[2]), 1.0)
         row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
-                               "train_elbo": float(totals[1] - totals[2]) / count,
-                               "train_reconstruction": float(totals[1]) / count,
-                               "train_kl": float(totals[2]) / count}
+                               "train_elbo": float(totals[0] - totals[1]) / count,
+                               "train_reconstruction": float(totals[0]) / count,
+                               "train_kl": float(totals[1]) / count}
         row.update(self.validate())
         seconds = time.perf_counter() - start
         row.update({"lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": s.skipped,
