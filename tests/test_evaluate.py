@@ -146,3 +146,75 @@ def test_amortization_gap_is_nonnegative_for_an_untrained_encoder() -> None:
     gap = amortization_gap(model, x, steps=200)
     assert gap["amortization_gap"] > 0
     assert gap["elbo_optimal"] > gap["elbo_amortized"]
+
+
+# --------------------------------------------------------------------- dequantized data
+
+#: The digits' 17 grey levels k/16: bins of width 1/17 (Theis et al. 2016).
+LEVELS = 17
+
+
+def _off_the_grid(x: torch.Tensor) -> bool:
+    """No value of x sits on a grey level k/16 (dequantized data almost surely do not)."""
+    on_grid = ((x * (LEVELS - 1)).round() - x * (LEVELS - 1)).abs() < 1e-5
+    return float(on_grid.float().mean()) < 0.01 and float(x.min()) >= 0 and float(x.max()) < 1
+
+
+def test_dequantization_spreads_each_level_uniformly_over_its_own_bin() -> None:
+    """Level k of L becomes (k + u)/L, u ~ U(0, 1): it fills [k/L, (k+1)/L) evenly."""
+    from vaekit.data import dequantize
+
+    level = torch.arange(LEVELS).repeat(5000)  # every level, 5,000 times
+    x = (level / (LEVELS - 1)).float()[:, None]
+    y = dequantize(x, 1 / LEVELS, torch.Generator().manual_seed(0))
+    position = (y[:, 0] * LEVELS - level).reshape(5000, LEVELS)  # where in its bin, per level
+    assert float(position.min()) >= 0 and float(position.max()) < 1
+    assert torch.allclose(position.mean(0), torch.full((LEVELS,), 0.5), atol=0.015)
+    assert torch.allclose(position.var(0), torch.full((LEVELS,), 1 / 12), atol=0.005)
+
+
+def test_dequantized_gaussian_model_reports_a_discrete_bits_per_dim(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--dequantize trains and evaluates a continuous density on dequantized data: every
+    training batch and the evaluated examples lie inside the bins of the grey levels (off the
+    grid), and bits/dim is the discrete bound: (NLL there + D log 17) / (D log 2)."""
+    import math
+
+    import vaekit.evaluate
+    from vaekit.cli import main
+    from vaekit.data import dequantize, load_dataset
+    from vaekit.train import loop as training_loop  # (vaekit.train is also the function)
+
+    batches: list[torch.Tensor] = []
+
+    def recorded_dequantize(x: torch.Tensor, bin_width: float,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+        out = dequantize(x, bin_width, generator)
+        batches.append(out.detach().clone())
+        return out
+
+    monkeypatch.setattr(training_loop, "dequantize", recorded_dequantize)
+    vaekit.train(Config(hidden=(32,), latent_dim=2, epochs=1, batch_size=50,
+                        likelihood="gaussian", dequantize=True),
+                 out=tmp_path / "d", progress=False, pictures=False)
+    assert batches and all(_off_the_grid(b) for b in batches)
+
+    evaluated: dict = {}
+    real_evaluate = vaekit.evaluate.evaluate
+
+    def recorded_evaluate(model: vaekit.VAE, x: torch.Tensor, **options) -> dict:
+        evaluated.update(x=x, **options)
+        return real_evaluate(model, x, **options)
+
+    monkeypatch.setattr(vaekit.evaluate, "evaluate", recorded_evaluate)
+    assert main(["evaluate", str(tmp_path / "d"), "--n", "50", "--k", "5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    raw = load_dataset("digits").test[:50]
+    x = evaluated["x"]
+    assert evaluated["bin_width"] == pytest.approx(1 / LEVELS)
+    assert _off_the_grid(x)
+    assert torch.equal((x * LEVELS).floor(), (raw * (LEVELS - 1)).round())  # each in its bin
+    d = 64
+    assert report["bits_per_dim"] == pytest.approx(
+        (report["nll"] + d * math.log(LEVELS)) / (d * math.log(2)))
