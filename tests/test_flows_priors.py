@@ -8,7 +8,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from vaekit import Config, build_model
-from vaekit.distributions import StandardNormal, diagonal_normal
+from vaekit.distributions import StandardNormal, analytic_kl, diagonal_normal
 from vaekit.flows import FLOWS, FlowDistribution
 from vaekit.models.vae import LogWeightTerms
 from vaekit.objectives import elbo, iwae_bound, kl_per_dimension, training_loss
@@ -158,6 +158,26 @@ def test_gradients_reach_every_parameter(posterior: str, prior: str) -> None:
     loss.backward()
     silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert not silent
+
+
+def test_a_mixture_priors_monte_carlo_kl_is_the_closed_form_it_reduces_to() -> None:
+    """A mixture has no closed-form KL: the ELBO takes mean_k[log q(z_k|x) - log p(z_k)]. With
+    one component at N(0, I) the prior is the standard normal, whose KL is known."""
+    torch.manual_seed(9)
+    model = build_model(Config(latent_dim=2, hidden=(8,), prior="mog", components=1), (5,))
+    with torch.no_grad():
+        model.prior.means.zero_()
+        model.prior.log_vars.zero_()
+        model.posterior.head.bias[:2] += torch.tensor([1.5, -1.0])
+        model.posterior.head.bias[2:] -= 1.0
+    with torch.no_grad():
+        t = model.terms(torch.rand(4, 5), k=100_000)
+        kl = elbo(t)["kl"]
+        exact = analytic_kl(t.q, StandardNormal(torch.zeros(2)))
+        terms = t.log_qz - t.log_pz  # (k, B)
+    assert t.kl is None and exact is not None and bool((exact > 1.0).all())
+    stderr = terms.std(0) / terms.shape[0] ** 0.5
+    assert bool(((kl - exact).abs() < 4 * stderr).all())
 
 
 @pytest.mark.parametrize("posterior", ["gaussian", *FLOW_NAMES])
