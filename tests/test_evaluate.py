@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 from sklearn.decomposition import FactorAnalysis
 
 import vaekit
-from tests.conftest import run_cli
+from tests.conftest import ppca_draw, run_cli
 from vaekit import Config
 from vaekit.evaluate import (
     active_units,
@@ -23,31 +24,53 @@ from vaekit.evaluate import (
     ppca_log_likelihood,
 )
 
-#: The pPCA command of the README: 1,000 epochs of 10 steps, cosine learning rate.
-PPCA_FLAGS = ["--net", "linear", "--likelihood", "gaussian", "--variance", "shared",
-              "--latent-dim", "3", "--val-fraction", "0", "--epochs", "1000", "--batch-size",
-              "400", "--lr", "0.01", "--lr-schedule", "cosine", "--quiet"]
+#: The pPCA recipe of the README: 500 epochs of 10 steps, cosine learning rate from 0.05, the KL
+#: weight rising from 0 to 1 over the first 50 epochs; one thread (a model this small gains
+#: nothing from more, and on a busy machine a second thread's waits cost several times the work).
+PPCA_RECIPE: dict[str, Any] = {
+    "net": "linear", "likelihood": "gaussian", "variance": "shared", "latent_dim": 3,
+    "val_fraction": 0, "epochs": 500, "batch_size": 400, "lr": 0.05, "lr_schedule": "cosine",
+    "kl_warmup": 50, "threads": 1}
+#: ... and as the README's command line gives it.
+PPCA_FLAGS = [*(item for key, value in PPCA_RECIPE.items()
+                for item in (f"--{key.replace('_', '-')}", str(value))), "--quiet"]
+
+#: The README's draw (seed 0) and the next two: on draw 2 the README's earlier recipe (1,000
+#: epochs at lr 0.01, no warm-up) ended 0.07 nats short; on draw 1, whose third factor is
+#: barely above the noise, recipes without the warm-up ended up to 0.2 nats short.
+PPCA_SEEDS = [0, 1, 2]
 
 
-@pytest.fixture(scope="module")
-def ppca_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(12, 3)) * np.linspace(2.0, 0.5, 3)
-    x = (rng.normal(size=(4000, 3)) @ w.T + rng.normal(size=12)
-         + 0.5 * rng.normal(size=(4000, 12))).astype(np.float32)
-    folder = tmp_path_factory.mktemp("ppca")
-    np.savez(folder / "x.npz", train=x)
-    r = run_cli("train", "--data", str(folder / "x.npz"), "--out", str(folder / "run"),
-                *PPCA_FLAGS)
-    assert r.returncode == 0, r.stderr
-    return folder / "run", x
+@pytest.fixture(scope="module", params=PPCA_SEEDS, ids=lambda seed: f"draw{seed}")
+def ppca_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[vaekit.VAE, np.ndarray, dict[str, Any]]:
+    """The recipe trained on one draw, and the evaluation report on it (k=1000). The README's
+    draw goes through exactly the README's commands; the others through vaekit.fit and
+    vaekit.evaluate.evaluate, the same training and evaluation without a process each."""
+    x = ppca_draw(request.param)
+    if request.param == 0:
+        folder = tmp_path_factory.mktemp("ppca")
+        np.savez(folder / "x.npz", train=x)
+        r = run_cli("train", "--data", str(folder / "x.npz"), "--out", str(folder / "run"),
+                    *PPCA_FLAGS)
+        assert r.returncode == 0, r.stderr
+        r = run_cli("evaluate", str(folder / "run"), "--split", "train", "--k", "1000", "--json")
+        assert r.returncode == 0, r.stderr
+        return vaekit.load(folder / "run"), x, json.loads(r.stdout.strip().splitlines()[-1])
+    from vaekit.evaluate import evaluate
+
+    threads = torch.get_num_threads()
+    try:
+        model = vaekit.fit(x, **PPCA_RECIPE)
+        return model, x, evaluate(model, torch.from_numpy(x), k=1000)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_ppca_vae_reaches_the_closed_form_maximum_likelihood(ppca_run) -> None:
-    run, x = ppca_run
-    r = run_cli("evaluate", str(run), "--split", "train", "--k", "1000", "--json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout.strip().splitlines()[-1])
+    """The ELBO and the importance-weighted estimate end within 0.05 nats of the closed-form
+    maximum likelihood (Tipping & Bishop 1999), on the README's draw and on others."""
+    _, x, report = ppca_run
     optimum = ppca_log_likelihood(torch.from_numpy(x), 3)
     from sklearn.decomposition import PCA
 
@@ -57,8 +80,7 @@ def test_ppca_vae_reaches_the_closed_form_maximum_likelihood(ppca_run) -> None:
 
 
 def test_importance_weighted_estimate_agrees_with_the_exact_marginal(ppca_run) -> None:
-    run, x = ppca_run
-    model = vaekit.load(run)
+    model, x, _ = ppca_run
     data = torch.from_numpy(x[:500])
     exact = exact_log_likelihood(model, data)
     estimate = log_likelihood(model, data, k=500, chunk_rows=2000)
