@@ -4,6 +4,8 @@ factor analysis; the importance-weighted estimate and its bound; the diagnostics
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,16 @@ def ppca_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         return vaekit.load(folder / "run"), x, json.loads(r.stdout.strip().splitlines()[-1])
     from vaekit.evaluate import evaluate
 
+    with _torch_threads_kept():  # the recipe's threads=1 sets the process's thread count
+        model = vaekit.fit(x, **PPCA_RECIPE)
+    return model, x, evaluate(model, torch.from_numpy(x), k=1000)
+
+
+@contextmanager
+def _torch_threads_kept() -> Iterator[None]:
     threads = torch.get_num_threads()
     try:
-        model = vaekit.fit(x, **PPCA_RECIPE)
-        return model, x, evaluate(model, torch.from_numpy(x), k=1000)
+        yield
     finally:
         torch.set_num_threads(threads)
 
@@ -139,9 +147,10 @@ def test_factor_analysis_vae_matches_sklearn(tmp_path: Path) -> None:
     w = rng.normal(size=(8, 2))
     x = (rng.normal(size=(3000, 2)) @ w.T + rng.normal(size=(3000, 8))
          * np.linspace(0.3, 1.5, 8)).astype(np.float32)
-    model = vaekit.fit(x, net="linear", likelihood="gaussian", variance="diagonal",
-                       latent_dim=2, val_fraction=0.0, epochs=600, batch_size=500, lr=0.01,
-                       lr_schedule="cosine")
+    with _torch_threads_kept():
+        model = vaekit.fit(x, net="linear", likelihood="gaussian", variance="diagonal",
+                           latent_dim=2, val_fraction=0.0, epochs=600, batch_size=500, lr=0.01,
+                           lr_schedule="cosine", threads=1)
     fa = FactorAnalysis(2).fit(x).score(x)
     ours = float(exact_log_likelihood(model, torch.from_numpy(x)).mean())
     assert ours == pytest.approx(fa, abs=0.05)
