@@ -44,10 +44,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture
-def ppca_data() -> np.ndarray:
-    """4,000 draws from a pPCA model in 12 dimensions with 3 latent factors."""
-    rng = np.random.default_rng(0)
+def ppca_draw(seed: int = 0) -> np.ndarray:
+    """4,000 draws from a pPCA model in 12 dimensions with 3 latent factors: the README's data
+    (seed 0), or another draw of the same size."""
+    rng = np.random.default_rng(seed)
     w = rng.normal(size=(12, 3)) * np.linspace(2.0, 0.5, 3)
     z = rng.normal(size=(4000, 3))
     return (z @ w.T + rng.normal(size=12) + 0.5 * rng.normal(size=(4000, 12))).astype(np.float32)
+
+
+@pytest.fixture
+def ppca_data() -> np.ndarray:
+    """The README's pPCA data."""
+    return ppca_draw(0)

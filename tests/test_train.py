@@ -280,19 +280,6 @@ def test_fit_without_out_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dequantized_gaussian_model_reports_a_discrete_bits_per_dim(tmp_path: Path) -> None:
-    import math
-
-    from vaekit.evaluate import evaluate
-
-    r = vaekit.train(SMALL.replace(likelihood="gaussian", dequantize=True, epochs=1),
-                     out=tmp_path / "d", progress=False, pictures=False)
-    x = load_dataset("digits").test[:50]
-    report = evaluate(r.model, x, k=5, bin_width=1 / 17)
-    assert report["bits_per_dim"] == pytest.approx(
-        (report["nll"] + 64 * math.log(17)) / (64 * math.log(2)))
-
-
 def test_static_binarization_fixes_the_training_images(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Each training image is binarized once: every input is 0 or 1, and two epochs' inputs
