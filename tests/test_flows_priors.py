@@ -113,17 +113,19 @@ def test_vamp_prior_init_from_data_starts_each_pseudo_input_at_a_training_exampl
 
 def test_training_a_vamp_prior_starts_its_pseudo_inputs_at_training_examples() -> None:
     """Tomczak & Welling (2018) start the pseudo-inputs at training examples; before the first
-    step the trainer's VampPrior holds rows of its training data, chosen by the seed."""
+    step the trainer's VampPrior holds rows of its training data, chosen by the seed, as the
+    encoder sees them (standardised, for a Gaussian likelihood on non-image data)."""
     from vaekit.data.datasets import Dataset
     from vaekit.train.loop import Trainer
 
-    x = torch.rand(40, 5)
+    x = torch.rand(40, 5) * 100
     data = Dataset("array", x, x[:0], x[:0], images=False)
     config = Config(data="array", latent_dim=2, hidden=(8,), prior="vamp", pseudo_inputs=6,
                     likelihood="gaussian", val_fraction=0.0, epochs=1)
     trainer = Trainer(config, data)
+    assert trainer.model.standardize is not None
     pseudo = trainer.model.prior.pseudo_inputs.detach()
-    rows = _rows_of(pseudo, x)
+    rows = _rows_of(pseudo, trainer.model.to_model_units(x))
     assert len(set(rows)) > 1
     other = Trainer(config.replace(seed=1), data).model.prior.pseudo_inputs.detach()
     assert not torch.equal(other, pseudo)
