@@ -60,7 +60,9 @@ class Config:
     data: str = field(default="digits", metadata=_help(
         "dataset: digits (built in), mnist, fashion-mnist, or a path to a .npy/.npz file"))
     data_dir: str | None = field(default=None, metadata=_help(
-        "directory with the IDX files of mnist / fashion-mnist (default: $VAEKIT_DATA_DIR/NAME)"))
+        "directory with the IDX files of mnist / fashion-mnist (default: the first that holds "
+        "them of $VAEKIT_DATA_DIR/NAME, ~/.cache/vaekit/NAME and, for fashion-mnist, "
+        "/usr/share/datasets/fashion-mnist)"))
     val_fraction: float = field(default=0.1, metadata=_help(
         "fraction of the training data held out for validation (0 disables validation)"))
     binarize: Literal["auto", "dynamic", "static", "none"] = field(default="auto", metadata=_help(
