@@ -32,7 +32,6 @@ from vaekit.run import (
     RunInfo,
     read_run_info,
     save_weights,
-    set_run_record,
     write_run_info,
 )
 from vaekit.train.checkpoint import prepare_resume
@@ -66,15 +65,17 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
     `resume` and a larger `epochs`, restart the learning-rate schedule from the base lr over
     the added epochs instead of stretching the rest of it over them."""
     record: dict[str, Any] = {}
+    recorded: dict[str, Any] = {}  # a resumed run's record of its data
     if resume is not None:
         run_dir: Path | None = Path(resume)
         config = prepare_resume(Path(resume), options)
+        recorded = read_run_info(resume).data
         if config.data == ARRAY_DATA:
             if data is None:
                 raise DataError(f"{resume} was trained on an in-memory array (vaekit.fit); "
                                 "resume it from Python with that same array: vaekit.fit(x, "
                                 f"resume={str(resume)!r})")
-            check_fingerprint(read_run_info(resume).data, data, f"{resume}")
+            check_fingerprint(recorded, data, f"{resume}")
     else:
         config = (config or Config()).replace(**options) if options else (config or Config())
         config = _absolute_paths(config.validate())
@@ -84,13 +85,13 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
             raise VaekitError(f"{run_dir} already holds a run; resume it with --resume "
                               f"{run_dir}, or choose another --out")
     if data is None:  # a resumed run's arrays are read as it recorded them (images or not)
-        recorded = read_run_info(Path(resume)).data.get("images") if resume is not None else None
-        data = load_dataset(config.data, config.data_dir, config.val_fraction, images=recorded)
+        data = load_dataset(config.data, config.data_dir, config.val_fraction,
+                            images=recorded.get("images"))
     elif config.data == ARRAY_DATA:
         record = array_fingerprint(data)
     trainer = Trainer(config, data, run_dir, progress=progress, data_record=record)
     model = trainer.fit(resume=resume is not None, restart_schedule=restart_schedule)
-    set_run_record(model, trainer.run_info().data)
+    model.run_record = trainer.run_info().data
     if run_dir is not None and pictures and trainer.dist.is_main:
         write_pictures(model, data, run_dir, trainer.state.history,
                        resolve_binarize(config, data))
@@ -141,16 +142,11 @@ def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None,
     return train(config, data=data, out=out, progress=progress, save=out is not None).model
 
 
-def _all_rows(data: Dataset) -> Tensor:
-    """Every example of `data`, in the order of its source."""
-    return data.full if data.full is not None else torch.cat([data.train, data.val, data.test])
-
-
 def array_fingerprint(data: Dataset) -> dict[str, Any]:
     """What config.json records of an in-memory array a run was fitted on: the sha256 of its
     float32 bytes (C order) and its shape. Enough to recognise the same array, not to rebuild
     it."""
-    x = _all_rows(data).detach().cpu().to(torch.float32).contiguous()  # (N, ...)
+    x = data.split("all").detach().cpu().to(torch.float32).contiguous()  # (N, ...)
     digest = hashlib.sha256(x.numpy().data).hexdigest()
     return {"array_sha256": digest, "array_shape": list(x.shape)}
 

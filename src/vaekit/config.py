@@ -167,8 +167,9 @@ class Config:
                                 or self.binarize not in ("auto", "none")):
             raise ConfigError("--dequantize is for densities: use it with --likelihood gaussian "
                               "or continuous-bernoulli, and without binarization")
-        if self.standardize == "on" and getattr(registry("likelihood").get(self.likelihood),
-                                                "support", None) is not None:
+        from vaekit.distributions import likelihood_support  # late: the registry imports torch
+
+        if self.standardize == "on" and likelihood_support(self.likelihood) is not None:
             raise ConfigError(f"--standardize on is for likelihoods on the real line; "
                               f"--likelihood {self.likelihood} is defined on a bounded range")
         if self.objective == "iwae" and (self.beta != 1 or self.free_bits or self.kl_warmup):

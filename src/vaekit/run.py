@@ -99,22 +99,17 @@ def load_weights(model: VAE, tensors: dict[str, torch.Tensor], source: Path) -> 
     model.load_state_dict(state)
 
 
-def set_run_record(model: VAE, record: dict[str, Any]) -> None:
-    """Attach config.json's data section (binarize, dequantize, images, name, ...) to a model
-    as `model.run_record`, so that `vaekit.save` writes it whole."""
-    model.run_record = dict(record)
-
-
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
              weights: str = MODEL_FILE) -> tuple[VAE, RunInfo]:
     """Rebuild the model of a run directory from its config and load its best weights; the
-    model carries the run's record (`set_run_record`)."""
+    model carries the run's record of its data (`model.run_record`, which `vaekit.save`
+    writes)."""
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     model = build_model(info.config, info.event_shape)
     tensors, _ = load_tensors(run_dir / weights)
     load_weights(model, tensors, run_dir / weights)
-    set_run_record(model, info.data)
+    model.run_record = dict(info.data)
     return model.to(device).eval(), info
 
 

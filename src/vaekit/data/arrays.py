@@ -179,16 +179,16 @@ def as_images(raw: list[np.ndarray], xs: list[Tensor], images: bool | None = Non
         return xs, False, None
     to_chw = LAYOUTS[layout]
     in_unit = all(float(x.min()) >= 0 and float(x.max()) <= 1 for x in xs)
-    binary = in_unit and all(_on_grid(x, 2) for x in xs)
+    binary = in_unit and all(on_grid(x, 2) for x in xs)
     if all(a.dtype == np.uint8 for a in raw) and not binary:  # 8-bit levels 0..255
         return [to_chw(x / 255.0).contiguous() for x in xs], True, 1 / 256
     if not in_unit:
         return xs, False, None
-    levels = next((n for n in GRID_LEVELS if all(_on_grid(x, n) for x in xs)), None)
+    levels = next((n for n in GRID_LEVELS if all(on_grid(x, n) for x in xs)), None)
     return [to_chw(x).contiguous() for x in xs], True, 1 / levels if levels else None
 
 
-def _on_grid(x: Tensor, levels: int) -> bool:
+def on_grid(x: Tensor, levels: int) -> bool:
     """Whether every value of x (in [0, 1]) is k / (levels - 1) for an integer k."""
     scaled = x * (levels - 1)
     return bool(((scaled - scaled.round()).abs() <= _GRID_TOLERANCE).all())

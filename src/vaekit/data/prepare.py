@@ -8,6 +8,7 @@ import math
 from torch import Tensor
 
 from vaekit.config import Config
+from vaekit.data.arrays import on_grid
 from vaekit.data.binarize import binarize_fixed, dequantize_fixed
 from vaekit.data.datasets import Dataset
 from vaekit.distributions import LIKELIHOODS, likelihood_support
@@ -54,13 +55,11 @@ def check_data_fits(config: Config, data: Dataset, binarize_mode: str, *,
                 f"{data.name} ({split}): values span [{low:.4g}, {high:.4g}] but {why} needs "
                 f"data in [{support[0]:g}, {support[1]:g}]; rescale it, or use --likelihood "
                 "gaussian")
-        if levels is not None and binarize_mode == "none":
-            scaled = x * (levels - 1)
-            if float((scaled - scaled.round()).abs().max()) > 1e-3:
-                raise DataError(
-                    f"{data.name} ({split}): --likelihood {config.likelihood} models {levels} "
-                    f"levels (k/{levels - 1} for k = 0..{levels - 1}, as 8-bit images are "
-                    "read), and these values are not on that grid")
+        if levels is not None and binarize_mode == "none" and not on_grid(x, levels):
+            raise DataError(
+                f"{data.name} ({split}): --likelihood {config.likelihood} models {levels} "
+                f"levels (k/{levels - 1} for k = 0..{levels - 1}, as 8-bit images are read), "
+                "and these values are not on that grid")
     if training:
         check_latent_fits(config, data)
 
