@@ -31,7 +31,7 @@ import torch
 import vaekit
 from vaekit.data import binarize_fixed, load_dataset
 from vaekit.evaluate import dataset_elbo, log_likelihood
-from vaekit.models.vae import LogWeightTerms
+from vaekit.models.vae import OneLayerTerms
 
 BASE = dict(data="mnist", net="mlp", hidden=(200, 200), latent_dim=50, batch_size=100, lr=1e-3,
             val_fraction=0.0, grad_clip=0.0)
@@ -58,12 +58,12 @@ def monte_carlo_kl(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    saved = LogWeightTerms.kl
-    LogWeightTerms.kl = property(lambda self: None)  # type: ignore[assignment,method-assign]
+    saved = OneLayerTerms.kl
+    OneLayerTerms.kl = property(lambda self: None)  # type: ignore[assignment,method-assign]
     try:
         yield
     finally:
-        LogWeightTerms.kl = saved  # type: ignore[method-assign]
+        OneLayerTerms.kl = saved  # type: ignore[method-assign]
 
 
 def main() -> None:

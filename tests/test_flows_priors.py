@@ -10,8 +10,8 @@ from torch.distributions import Independent, Normal
 from vaekit import Config, build_model
 from vaekit.distributions import StandardNormal, analytic_kl, diagonal_normal
 from vaekit.flows import FLOWS, FlowDistribution
-from vaekit.models.vae import LogWeightTerms
-from vaekit.objectives import elbo, iwae_bound, kl_per_dimension, training_loss
+from vaekit.models.vae import OneLayerTerms
+from vaekit.objectives import elbo, iwae_bound, training_loss
 
 FLOW_NAMES = sorted(FLOWS)
 PRIOR_NAMES = ["normal", "mog", "vamp", "flow"]
@@ -197,7 +197,7 @@ def test_beta_and_free_bits_reshape_only_the_kl_term() -> None:
     log_px = torch.full((1, 4), -10.0)
     q = diagonal_normal(torch.tensor([[1.0, 0.0]]).expand(4, 2), torch.zeros(4, 2))
     p = StandardNormal(torch.zeros(2))
-    t = LogWeightTerms(log_px, torch.zeros(1, 4), torch.zeros(1, 4, 2), q, p)
+    t = OneLayerTerms(log_px, torch.zeros(1, 4), torch.zeros(1, 4, 2), q, p)
     assert torch.allclose(t.kl, torch.full((4,), 0.5))
     assert training_loss(t).item() == pytest.approx(10.5)  # KL = 0.5 nats
     assert training_loss(t, beta=2.0).item() == pytest.approx(11.0)
@@ -207,7 +207,7 @@ def test_beta_and_free_bits_reshape_only_the_kl_term() -> None:
     assert training_loss(t, free_bits=0.2).item() == pytest.approx(10.7)
 
 
-def _mixture_prior_terms(noise: torch.Tensor) -> tuple[torch.nn.Module, LogWeightTerms]:
+def _mixture_prior_terms(noise: torch.Tensor) -> tuple[torch.nn.Module, OneLayerTerms]:
     torch.manual_seed(6)
     model = build_model(Config(latent_dim=2, hidden=(8,), prior="mog", components=3), (5,))
     with torch.no_grad():
@@ -223,7 +223,7 @@ def test_free_bits_without_a_per_dimension_kl_floor_the_total_at_latent_dim_time
     term is a constant: the prior gets no gradient."""
     noise = torch.randn(50, 6, 2, generator=torch.Generator().manual_seed(0))
     model, t = _mixture_prior_terms(noise)
-    assert t.kl is None and kl_per_dimension(t) is None
+    assert t.kl is None and t.kl_units() is None
     kl = float(t.kl_estimate.detach().mean())
     reconstruction = float(t.log_px_z.detach().mean())
     assert kl > 1.0

@@ -83,9 +83,9 @@ def test_a_standardised_linear_gaussian_vae_has_the_exact_marginal_of_the_raw_da
     decoded = model.decode(z)  # p(x|z), a distribution over x itself
     torch.testing.assert_close(decoded.mean, model.decode_mean(z))
     torch.testing.assert_close(decoded.log_prob(x[:5]),  # the training path's log p(x|z)
-                               model.terms(x[:5], noise=torch.zeros(1, 5, 2), q=torch.distributions
-                                           .Independent(torch.distributions.Normal(
-                                               torch.zeros(5, 2), 1.0), 1)).log_px_z[0])
+                               model.terms(x[:5], noise=torch.zeros(1, 5, 2), cache=(
+                                   torch.distributions.Independent(torch.distributions.Normal(
+                                       torch.zeros(5, 2), 1.0), 1), None)).log_px_z[0])
 
 
 def test_standardize_on_is_refused_for_a_bounded_likelihood() -> None:

@@ -4,8 +4,9 @@ from vaekit._version import __version__
 from vaekit.api import TrainResult, fit, save, train
 from vaekit.config import Config
 from vaekit.errors import VaekitError
-from vaekit.models import VAE, build_model
+from vaekit.models import VAE, HierarchicalVAE, LatentVariableModel, build_model
 from vaekit.run import load
 
-__all__ = ["VAE", "Config", "TrainResult", "VaekitError", "__version__", "build_model", "fit",
+__all__ = ["VAE", "Config", "HierarchicalVAE", "LatentVariableModel", "TrainResult",
+           "VaekitError", "__version__", "build_model", "fit",
            "load", "save", "train"]

@@ -23,7 +23,7 @@ from vaekit.config import Config
 from vaekit.data import Dataset, check_array, load_dataset, prepare_eval_data, resolve_binarize
 from vaekit.data.datasets import _split, array_file
 from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError
-from vaekit.models import VAE
+from vaekit.models import LatentVariableModel
 from vaekit.run import (
     ARRAY_DATA,
     CHECKPOINT_FILE,
@@ -40,7 +40,7 @@ from vaekit.train.loop import Trainer
 
 @dataclass
 class TrainResult:
-    model: VAE
+    model: LatentVariableModel
     run_dir: Path | None
     history: list[dict[str, Any]]
 
@@ -112,7 +112,7 @@ def _absolute_paths(config: Config) -> Config:
 
 def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None,
         resume: str | Path | None = None, progress: bool = True,
-        config: Config | None = None, **options: Any) -> VAE:
+        config: Config | None = None, **options: Any) -> LatentVariableModel:
     """Fit a VAE to an array of examples (N, ...), used exactly as given (no rescaling).
     `options` are Config fields, e.g. latent_dim=8, epochs=20, likelihood="gaussian".
     Prints a progress bar and a line per epoch unless progress=False.
@@ -168,7 +168,7 @@ def check_fingerprint(record: dict[str, Any], data: Dataset, run: str) -> None:
                         f"{record['array_sha256'][:12]}...)")
 
 
-def save(model: VAE, run_dir: str | Path, *, overwrite: bool = False) -> Path:
+def save(model: LatentVariableModel, run_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write a model's config.json and model.safetensors into `run_dir` (atomically), with the
     run record it carries from training or `vaekit.load` (binarization, dequantization, the
     data's name...), so that the copy evaluates exactly as the original. A directory that
@@ -188,7 +188,8 @@ def save(model: VAE, run_dir: str | Path, *, overwrite: bool = False) -> Path:
     return run_dir
 
 
-def write_pictures(model: VAE, data: Dataset, run_dir: Path, history: list[dict[str, Any]],
+def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
+                   history: list[dict[str, Any]],
                    binarize_mode: str) -> None:
     """samples.png, reconstructions.png, curves.png, kl_per_dim.png and, for 2-D latents,
     latent.png, from held-out data (binarized as the validation data were)."""

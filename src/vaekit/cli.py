@@ -19,6 +19,7 @@ from vaekit.config import (
     coerce,
     field_choices,
     load_config_file,
+    registry,
 )
 from vaekit.errors import DataError, VaekitError
 
@@ -48,6 +49,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Config field; values stay unset unless given, so a --config file can fill
     them and the command line wins over the file."""
     for f in fields(Config):
+        if f.name == "model_options":  # one flag per option of each model, below
+            continue
         choices = field_choices(f)
         help_text = f.metadata.get("help", "")
         if choices:
@@ -59,6 +62,32 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         parser.add_argument(f"--{_flag(f.name)}", dest=f.name, default=argparse.SUPPRESS,
                             metavar=f.name.upper(), help=help_text)
+    for model, spec in registry("model").items():
+        for f in fields(spec.options) if spec.options is not None else ():
+            default = f.default if f.default is not MISSING else None
+            parser.add_argument(f"--{model}-{_flag(f.name)}", dest=f"{_OPTION}{model}:{f.name}",
+                                default=argparse.SUPPRESS, metavar=f.name.upper(),
+                                help=_with_default(_option_help(spec.options, f.name), default))
+
+
+#: The prefix of the argparse destination of a model's own option: "model_option:MODEL:NAME".
+_OPTION = "model_option:"
+
+
+def _option_help(options: type, name: str) -> str:
+    """The comment above an options dataclass's field (its `#:` line), as the flag's help."""
+    import inspect
+
+    lines = inspect.getsource(options).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{name}:"):
+            notes: list[str] = []
+            for previous in reversed(lines[:i]):
+                if not previous.strip().startswith("#:"):
+                    break
+                notes.insert(0, previous.strip()[2:].strip())
+            return " ".join(notes)
+    return ""
 
 
 def _with_default(help_text: str, default: Any) -> str:
@@ -79,7 +108,29 @@ def _config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[st
     known = {f.name: f for f in fields(Config)}
     from_flags = {name: coerce(known[name], getattr(args, name), source="command line")
                   for name in known if hasattr(args, name)}
+    options: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if dest.startswith(_OPTION):
+            model, name = dest[len(_OPTION):].split(":")
+            options.setdefault(model, {})[name] = value
+    if options:
+        from_flags["model_options"] = options
     return from_file, from_flags
+
+
+def merge_config_values(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Config values from a preset, a file and flags, later layers winning; model_options are
+    merged option by option."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in ("model_options", "model-options") and isinstance(value, dict):
+                into = merged.setdefault("model_options", {})
+                for model, options in value.items():
+                    into[model] = {**into.get(model, {}), **(options or {})}
+            else:
+                merged[key] = value
+    return merged
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,7 +267,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        restart_schedule=args.restart_schedule, **from_flags)
     else:
         preset = dict(PRESETS[args.preset]) if args.preset else {}
-        config = Config.from_dict({**preset, **from_file, **from_flags},
+        config = Config.from_dict(merge_config_values(preset, from_file, from_flags),
                                   source=args.config or "flags")
         result = train(config, out=args.out, progress=not args.quiet,
                        restart_schedule=args.restart_schedule)

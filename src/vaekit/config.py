@@ -25,6 +25,7 @@ from vaekit.errors import ConfigError
 #: likelihood, prior, posterior, net, activation or learning-rate schedule registered there is
 #: a valid value at once.
 REGISTRIES = {
+    "model": "vaekit.models:MODELS",
     "net": "vaekit.nets:NETS",
     "activation": "vaekit.nets:ACTIVATION_LAYERS",
     "likelihood": "vaekit.distributions:LIKELIHOODS",
@@ -72,6 +73,12 @@ class Config:
         "add uniform noise within each quantization bin of 8-bit/16-level image data (for a "
         "gaussian likelihood; makes bits/dim a bound on the discrete likelihood)"))
     # --- model
+    model: str = field(default="vae", metadata=_help(
+        "latent structure: vae (one layer: --latent-dim, --net, --prior, --posterior) or hvae "
+        "(a top-down hierarchy: --hvae-latents, --hvae-widths, --hvae-depth)"))
+    model_options: dict[str, Any] = field(default_factory=dict, metadata=_help(
+        "the chosen model's own settings, as {MODEL: {OPTION: VALUE}} in a config file; on the "
+        "command line --MODEL-OPTION"))
     net: str = field(default="mlp", metadata=_help("encoder/decoder networks"))
     hidden: tuple[int, ...] = field(default=(512, 256), metadata=_help(
         "hidden layer widths, comma separated (mlp, and the dense layer of conv)"))
@@ -123,6 +130,12 @@ class Config:
             "and 75%% of the epochs), iwae (Burda et al. 2016: lr x 10^(-i/7) for 3^i epochs)"))
     grad_clip: float = field(default=100.0, metadata=_help(
         "clip the gradient norm to this value (0 disables)"))
+    skip_threshold: float = field(default=0.0, metadata=_help(
+        "skip an update whose gradient norm (before clipping) is above this value, as for a "
+        "NaN (VDVAE; 0 disables)"))
+    ema: float = field(default=0.0, metadata=_help(
+        "decay of an exponential moving average of the weights, used for validation, the saved "
+        "model, evaluation and sampling (e.g. 0.999; 0 disables)"))
     seed: int = field(default=0, metadata=_help("random seed: the same seed gives the same run"))
     # --- machine
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
@@ -132,7 +145,8 @@ class Config:
 
     # Fields that describe the model's architecture (all that is needed to rebuild it).
     MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (
-        "net", "hidden", "channels", "activation", "latent_dim", "likelihood", "variance",
+        "model", "model_options", "net", "hidden", "channels", "activation", "latent_dim",
+        "likelihood", "variance",
         "mixture_components", "posterior", "flow_steps", "standardize", "prior", "components",
         "pseudo_inputs")
 
@@ -175,18 +189,68 @@ class Config:
         if self.objective == "iwae" and (self.beta != 1 or self.free_bits or self.kl_warmup):
             raise ConfigError("--beta, --free-bits and --kl-warmup reshape the ELBO's KL term; "
                               "the iwae objective has none (use --objective elbo)")
-        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
-            raise ConfigError(f"--grad-clip must be a finite number >= 0, got {self.grad_clip!r}")
+        for name in ("grad_clip", "skip_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"--{_flag(name)} must be a finite number >= 0, got {value!r}")
+        if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
+            raise ConfigError(f"--ema must be a decay in [0, 1), got {self.ema!r}")
         if not (math.isfinite(self.val_fraction) and 0 <= self.val_fraction < 1):
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
         for f in fields(self):
             choices = field_choices(f)
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(_unknown(_flag(f.name), getattr(self, f.name), choices))
+        self._check_model_fields()
         if not (self.device in ("auto", "cpu", "cuda")
                 or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
+
+    def options(self) -> Any:
+        """The chosen model's own settings: an instance of its options dataclass (MODELS), from
+        `model_options[model]` and its defaults; None for a model without any."""
+        spec = registry("model")[self.model]
+        if not isinstance(self.model_options, dict):
+            raise ConfigError("model_options must be a mapping {MODEL: {OPTION: VALUE}}")
+        for other in self.model_options:
+            if other != self.model:
+                raise ConfigError(f"--{other}-* options apply to --model {other}; this run's "
+                                  f"model is {self.model}")
+        given = self.model_options.get(self.model) or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"model_options: {self.model} must map option names to values")
+        if spec.options is None:
+            if given:
+                raise ConfigError(f"--model {self.model} has no options of its own; got "
+                                  f"{', '.join(map(str, given))}")
+            return None
+        known = {f.name: f for f in fields(spec.options)}
+        kwargs = {}
+        for key, value in given.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                raise ConfigError(_unknown(f"--{self.model}- option", key, map(_flag, known)))
+            kwargs[name] = coerce(known[name], value, source="model_options",
+                                  prefix=f"{self.model}-")
+        options = spec.options(**kwargs)
+        options.check()
+        return options
+
+    def _check_model_fields(self) -> None:
+        """The one-layer fields are refused for a model that does not read them, and the model's
+        options are checked and recorded in full (defaults included)."""
+        spec = registry("model")[self.model]
+        options = self.options()
+        self.model_options = {} if options is None else {self.model: {
+            f.name: _jsonable(getattr(options, f.name)) for f in fields(options)}}
+        if spec.vae_fields:
+            return
+        defaults = {f.name: f.default for f in fields(Config)}
+        for name in ("latent_dim", "hidden", "channels", "net", "posterior", "prior"):
+            if getattr(self, name) != defaults[name]:
+                raise ConfigError(f"--{_flag(name)} is an option of the one-layer model (--model "
+                                  f"vae); --model {self.model} takes --{self.model}-* options")
 
     def model_dict(self) -> dict[str, Any]:
         return {name: _jsonable(getattr(self, name)) for name in self.MODEL_FIELDS}
@@ -261,11 +325,17 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def coerce(f: dataclasses.Field[Any], value: Any, *, source: str = "config") -> Any:
-    """Convert a value from a file or the command line to the field's type, or raise ConfigError."""
+def coerce(f: dataclasses.Field[Any], value: Any, *, source: str = "config",
+           prefix: str = "") -> Any:
+    """Convert a value from a file or the command line to the field's type, or raise ConfigError
+    (naming the flag --PREFIX-NAME)."""
     tp = _resolve(f.type)
-    flag = f"--{_flag(f.name)}"
+    flag = f"--{prefix}{_flag(f.name)}"
     try:
+        if get_origin(tp) is dict:
+            if not isinstance(value, dict):
+                raise ValueError
+            return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
         if get_origin(tp) is Literal:
             return str(value)
         if tp is bool or tp == "bool":

@@ -1,4 +1,5 @@
-"""Objectives as plain functions of the log-weight terms (see `VAE.terms`).
+"""Objectives as plain functions of the log-weight terms that every model returns
+(`vaekit.terms`; `LatentVariableModel.terms`).
 
 All values are per example, in nats, summed over data dimensions.
 """
@@ -11,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from vaekit.models.vae import LogWeightTerms
+from vaekit.terms import LogWeightTerms
 
 
 def elbo(t: LogWeightTerms) -> dict[str, Tensor]:
@@ -34,18 +35,6 @@ def iwae_bound(log_w: Tensor) -> Tensor:
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
 
 
-def kl_per_dimension(t: LogWeightTerms) -> Tensor | None:
-    """KL(q(z_j|x) || p(z_j)) per example and dimension (B, L), where q and p both factorise
-    into Gaussians; None otherwise."""
-    from torch.distributions import Independent, Normal, kl_divergence
-
-    q, p = t.q, t.p
-    if isinstance(q, Independent) and isinstance(p, Independent) and \
-            isinstance(q.base_dist, Normal) and isinstance(p.base_dist, Normal):
-        return kl_divergence(q.base_dist, p.base_dist)
-    return None
-
-
 def training_loss(t: LogWeightTerms, objective: str = "elbo", beta: float | Tensor = 1.0,
                   free_bits: float = 0.0,
                   global_mean: Callable[[Tensor], Tensor] | None = None) -> Tensor:
@@ -53,21 +42,30 @@ def training_loss(t: LogWeightTerms, objective: str = "elbo", beta: float | Tens
 
     - `elbo`: -(E[log p(x|z)] - beta * KL), beta < 1 during warm-up (Bowman et al. 2016), > 1
       for a beta-VAE (Higgins et al. 2017). With free bits lambda (Kingma et al. 2016, eq. 15)
-      each dimension's KL, averaged over the minibatch, costs max(lambda, KL_j).
+      each unit's KL (`LogWeightTerms.kl_units`: a dimension of a one-layer model, a group of a
+      hierarchical one), averaged over the minibatch, costs max(lambda, KL_j).
     - `iwae`: -log (1/k) sum_k w_k (Burda et al. 2016), with k = the samples in `t`.
+
+    A model's auxiliary loss (`t.aux_loss`) is added to either.
 
     Under DDP `global_mean` maps this process's minibatch means to the whole global batch's
     (an all-reduce, no gradient): which dimensions are above the free-bits floor is decided on
     the global batch, so N processes train exactly as one.
     """
+    loss = _objective(t, objective, beta, free_bits, global_mean)
+    return loss if t.aux_loss is None else loss + t.aux_loss
+
+
+def _objective(t: LogWeightTerms, objective: str, beta: float | Tensor, free_bits: float,
+               global_mean: Callable[[Tensor], Tensor] | None) -> Tensor:
     if objective == "iwae":
         return -iwae_bound(t.log_w).mean()
     if free_bits > 0:
-        per_dim = kl_per_dimension(t)
-        if per_dim is not None:
-            kl = _floored(per_dim.mean(0), free_bits, global_mean).sum()
-        else:  # no per-dimension KL: the same floor, applied to the total
-            kl = _floored(t.kl_estimate.mean(), free_bits * _latent_dim(t), global_mean)
+        per_unit = t.kl_units()
+        if per_unit is not None:
+            kl = _floored(per_unit.mean(0), free_bits, global_mean).sum()
+        else:  # no per-unit KL: the same floor, applied to the total
+            kl = _floored(t.kl_estimate.mean(), free_bits * t.units, global_mean)
         return beta * kl - t.log_px_z.mean()
     # The mean over (k, B) of beta KL_b - log p(x_b|z_kb), in as few ops as possible: at
     # batch 20 each op is about 1% of a step.
@@ -82,8 +80,3 @@ def _floored(mean: Tensor, floor: float,
     """max(floor, mean), elementwise, with the comparison made on the global batch's mean."""
     reference = mean if global_mean is None else global_mean(mean.detach())
     return torch.where(reference > floor, mean, torch.full_like(mean, floor))
-
-
-def _latent_dim(t: LogWeightTerms) -> int:
-    q = t.q
-    return int(q.event_shape[-1]) if q is not None and len(q.event_shape) else 1

@@ -23,7 +23,7 @@ from vaekit._version import RUN_FORMAT_VERSION, __version__
 from vaekit.config import Config
 from vaekit.errors import ConfigError, RunDirError, VaekitError
 from vaekit.io import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
-from vaekit.models import VAE, build_model
+from vaekit.models import LatentVariableModel, build_model
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -77,13 +77,15 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     return RunInfo(config, shape, data)
 
 
-def save_weights(model: VAE, path: Path, extra: dict[str, torch.Tensor] | None = None,
+def save_weights(model: LatentVariableModel, path: Path,
+                 extra: dict[str, torch.Tensor] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_tensors(path, {**tensors, **(extra or {})}, metadata)
 
 
-def load_weights(model: VAE, tensors: dict[str, torch.Tensor], source: Path) -> None:
+def load_weights(model: LatentVariableModel, tensors: dict[str, torch.Tensor],
+                 source: Path) -> None:
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state), set(state) - set(expected)
@@ -100,7 +102,7 @@ def load_weights(model: VAE, tensors: dict[str, torch.Tensor], source: Path) -> 
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
-             weights: str = MODEL_FILE) -> tuple[VAE, RunInfo]:
+             weights: str = MODEL_FILE) -> tuple[LatentVariableModel, RunInfo]:
     """Rebuild the model of a run directory from its config and load its best weights; the
     model carries the run's record of its data (`model.run_record`, which `vaekit.save`
     writes)."""
@@ -113,7 +115,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     return model.to(device).eval(), info
 
 
-def load(run_dir: str | Path, device: str | torch.device = "cpu") -> VAE:
+def load(run_dir: str | Path, device: str | torch.device = "cpu") -> LatentVariableModel:
     """Load the trained model of a run directory (weights from model.safetensors)."""
     return load_run(run_dir, device)[0]
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from vaekit.distributions import bits_per_dim
 from vaekit.evaluate.diagnostics import (
     active_units,
+    active_units_per_group,
     amortization_gap,
     kl_per_dimension,
     posterior_means,
@@ -22,16 +23,18 @@ from vaekit.evaluate.linear import (
     linear_gaussian_marginal,
     ppca_log_likelihood,
 )
-from vaekit.models import VAE
+from vaekit.models import LatentVariableModel
 
 __all__ = [
-    "DEFAULT_CHUNK_ROWS", "LogLikelihood", "active_units", "amortization_gap", "bits_per_dim",
+    "DEFAULT_CHUNK_ROWS", "LogLikelihood", "active_units", "active_units_per_group",
+    "amortization_gap", "bits_per_dim",
     "dataset_elbo", "evaluate", "exact_log_likelihood", "kl_per_dimension",
     "linear_gaussian_marginal", "log_likelihood", "posterior_means", "ppca_log_likelihood",
 ]
 
 
-def evaluate(model: VAE, x: Tensor, k: int = 1, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
+             chunk_rows: int = DEFAULT_CHUNK_ROWS,
              bin_width: float | None = None, seed: int = 0, progress: bool = False,
              compile: bool | None = None) -> dict[str, Any]:
     """The evaluation report of `vaekit evaluate`: mean nats per example and diagnostics
@@ -40,7 +43,8 @@ def evaluate(model: VAE, x: Tensor, k: int = 1, chunk_rows: int = DEFAULT_CHUNK_
     terms = dataset_elbo(model, x, seed=seed)
     ll = log_likelihood(model, x, k=k, chunk_rows=chunk_rows, seed=seed, progress=progress,
                         compile=compile)
-    kl_dims = kl_per_dimension(model, x)
+    kl_dims = kl_per_dimension(model, x, seed=seed)
+    groups = active_units_per_group(model, x)
     report: dict[str, Any] = {
         "elbo": float(terms["elbo"].double().mean()),
         "reconstruction": float(terms["reconstruction"].double().mean()),
@@ -50,8 +54,11 @@ def evaluate(model: VAE, x: Tensor, k: int = 1, chunk_rows: int = DEFAULT_CHUNK_
         "nll_stderr": ll.stderr,
         "bits_per_dim": bits_per_dim(-ll.mean, model.data_dim, bin_width),
         "gap_log_likelihood_minus_elbo": ll.mean - float(terms["elbo"].double().mean()),
-        "active_units": active_units(model, x),
+        "active_units": sum(groups),
         "latent_dim": model.latent_dim,
+        "latent_groups": list(model.latent_groups),
+        "kl_per_group": [round(float(v), 5) for v in terms["kl_groups"].double().mean(0)],
+        "active_units_per_group": groups,
         "kl_per_dim": None if kl_dims is None else [round(float(v), 5) for v in kl_dims],
         "k": k,
         "n": len(x),

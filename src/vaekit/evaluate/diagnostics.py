@@ -1,14 +1,15 @@
-"""What the ELBO hides: KL per latent dimension, active units and the amortization gap."""
+"""What the ELBO hides: KL per latent dimension and group, active units and the amortization
+gap."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Independent, Normal
 
 from vaekit.distributions import diagonal_normal
 from vaekit.errors import VaekitError
-from vaekit.models import VAE
+from vaekit.models import VAE, LatentVariableModel
 from vaekit.objectives import elbo
 from vaekit.posteriors import LOG_VAR_RANGE
 
@@ -17,48 +18,63 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 @torch.no_grad()
-def posterior_means(model: VAE, x: Tensor, batch_size: int = 1000) -> Tensor:
+def posterior_means(model: LatentVariableModel, x: Tensor, batch_size: int = 1000) -> Tensor:
     device = next(model.parameters()).device
     return torch.cat([model.encode(x[i:i + batch_size].to(device)).mean.float().cpu()
                       for i in range(0, len(x), batch_size)])
 
 
-def active_units(model: VAE, x: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+def active_units(model: LatentVariableModel, x: Tensor,
+                 threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
     """The number of latent dimensions whose posterior mean varies across the data."""
+    return sum(active_units_per_group(model, x, threshold))
+
+
+def active_units_per_group(model: LatentVariableModel, x: Tensor,
+                           threshold: float = ACTIVE_UNIT_THRESHOLD) -> list[int]:
+    """Active units (Cov_x(E_q[z_j | x]) > threshold) in each latent group, bottom first."""
     mu = posterior_means(model, x)
     if len(mu) < 2:
-        return 0
-    return int((mu.var(dim=0) > threshold).sum())
+        return [0] * len(model.latent_groups)
+    active = mu.var(dim=0) > threshold
+    return [int(a.sum()) for a in active.split(model.latent_groups)]
 
 
 @torch.no_grad()
-def kl_per_dimension(model: VAE, x: Tensor, batch_size: int = 1000) -> Tensor | None:
-    """Mean over x of KL(q(z_j|x) || p(z_j)) for each latent dimension j (nats), where both are
-    factorised Gaussians; None otherwise. Dimensions near 0 nats are collapsed (unused)."""
+def kl_per_dimension(model: LatentVariableModel, x: Tensor, batch_size: int = 1000,
+                     seed: int = 0) -> Tensor | None:
+    """Mean over x of the KL of each latent dimension (nats), where the model's KL splits into
+    dimensions in closed form (a factorised Gaussian q and p; a hierarchy whose groups are single
+    dimensions); None otherwise. Dimensions near 0 nats are collapsed (unused)."""
     device = next(model.parameters()).device
-    prior = model.prior(model.posterior)
-    if not (isinstance(prior, Independent) and isinstance(prior.base_dist, Normal)):
-        return None
+    generator = torch.Generator(device=device).manual_seed(seed)
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
     for i in range(0, len(x), batch_size):
-        q = model.encode(x[i:i + batch_size].to(device))
-        if not (isinstance(q, Independent) and isinstance(q.base_dist, Normal)):
+        xb = x[i:i + batch_size].to(device)
+        noise = model.draw_noise(1, len(xb), generator=generator, device=device)
+        t = model.terms(xb, noise=noise, cache=model.inference_cache(xb))
+        units = t.kl_units()
+        if units is None or units.shape[-1] != model.latent_dim:
             return None
-        total += kl_divergence(q.base_dist, prior.base_dist).double().sum(0).cpu()
+        total += units.double().sum(0).cpu()
     return (total / max(len(x), 1)).float()
 
 
-def amortization_gap(model: VAE, x: Tensor, steps: int = 500, lr: float = 0.02,
+def amortization_gap(model: LatentVariableModel, x: Tensor, steps: int = 500, lr: float = 0.02,
                      samples: int = 16, eval_samples: int = 1000,
                      seed: int = 0) -> dict[str, float]:
     """ELBO(q*) - ELBO(q_encoder) (Cremer, Li & Duvenaud 2018): q* is a separate diagonal
     Gaussian per example, fitted by Adam on the ELBO with the decoder frozen and started from
     the encoder's answer. Both ELBOs are estimated with the same `eval_samples` noise."""
+    if not isinstance(model, VAE):
+        raise VaekitError("the amortization gap is measured for a one-layer model (--model vae), "
+                          "whose posterior is one diagonal Gaussian")
     device = next(model.parameters()).device
     x = x.to(device)
     model.eval()
     with torch.no_grad():
         q0 = model.encode(x)
+        prior = model.prior(model.posterior)
     if not (isinstance(q0, Independent) and isinstance(q0.base_dist, Normal)):
         raise VaekitError("the amortization gap is measured for a diagonal Gaussian posterior; "
                           "this model's posterior is a flow")
@@ -72,7 +88,7 @@ def amortization_gap(model: VAE, x: Tensor, steps: int = 500, lr: float = 0.02,
         for _ in range(steps):
             q = diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
             noise = model.draw_noise(samples, len(x), generator=generator, device=device)
-            loss = -elbo(model.terms(x, noise=noise, q=q))["elbo"].sum()
+            loss = -elbo(model.terms(x, noise=noise, cache=(q, prior)))["elbo"].sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -82,8 +98,8 @@ def amortization_gap(model: VAE, x: Tensor, steps: int = 500, lr: float = 0.02,
     with torch.no_grad():
         q_star = diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
         noise = model.draw_noise(eval_samples, len(x), generator=generator, device=device)
-        amortized = elbo(model.terms(x, noise=noise, q=q0))["elbo"]
-        optimal = elbo(model.terms(x, noise=noise, q=q_star))["elbo"]
+        amortized = elbo(model.terms(x, noise=noise, cache=(q0, prior)))["elbo"]
+        optimal = elbo(model.terms(x, noise=noise, cache=(q_star, prior)))["elbo"]
     gap = optimal - amortized
     return {"elbo_amortized": float(amortized.mean()), "elbo_optimal": float(optimal.mean()),
             "amortization_gap": float(gap.mean()),

@@ -6,24 +6,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vaekit.models import VAE
+from vaekit.models import LatentVariableModel
 from vaekit.objectives import elbo
 
 
 @torch.no_grad()
-def dataset_elbo(model: VAE, x: Tensor, batch_size: int = 1000, seed: int = 0,
+def dataset_elbo(model: LatentVariableModel, x: Tensor, batch_size: int = 1000, seed: int = 0,
                  k: int = 1) -> dict[str, Tensor]:
-    """Per-example ELBO, reconstruction and KL (each (N,), nats) over a whole tensor."""
+    """Per-example ELBO, reconstruction and KL (each (N,), nats) over a whole tensor, and the KL
+    of each latent group, `kl_groups` (N, groups)."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     if device.type == "cuda" and x.device.type == "cpu":
         x = x.pin_memory()  # page-locked: the copies below overlap with the GPU's work
-    parts: dict[str, list[Tensor]] = {"elbo": [], "reconstruction": [], "kl": []}
-    p = model.prior(model.posterior)
+    parts: dict[str, list[Tensor]] = {"elbo": [], "reconstruction": [], "kl": [],
+                                      "kl_groups": []}
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device, non_blocking=True)
         noise = model.draw_noise(k, len(xb), generator=generator, device=device)
-        out = elbo(model.terms(xb, noise=noise, p=p))
+        t = model.terms(xb, noise=noise, cache=model.inference_cache(xb))
+        out = elbo(t)
+        out["kl_groups"] = torch.stack(t.kl_groups, dim=-1)  # (B, groups)
         for key in parts:
             parts[key].append(out[key].float().cpu())
     return {key: torch.cat(v) if v else torch.empty(0) for key, v in parts.items()}

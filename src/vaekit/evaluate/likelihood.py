@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
 from vaekit.compiling import CompiledOrEager
-from vaekit.models import VAE
+from vaekit.models import LatentVariableModel
 
 #: About 1,000 (sample, example) rows per decoder call keeps activations in cache on a CPU;
 #: far larger chunks ran about twice as slowly in Pythae's comparison (issue #4).
@@ -31,7 +31,7 @@ DEFAULT_CHUNK_ROWS = 1024
 #: 5000 rows took 147.5 s compiled against 207.0).
 COMPILE_MIN_ROWS = 5_000_000
 
-ChunkFn = Callable[[VAE, Tensor, Tensor, Distribution, Distribution], Tensor]
+ChunkFn = Callable[[LatentVariableModel, Tensor, Tensor, Any], Tensor]
 
 
 @dataclass
@@ -62,14 +62,14 @@ def _chunking(k: int, n: int, chunk_rows: int) -> tuple[int, int]:
     return max(1, min(n, chunk_rows // k)), k
 
 
-def _chunk_logsumexp(model: VAE, x: Tensor, noise: Tensor, q: Distribution,
-                     p: Distribution) -> Tensor:
+def _chunk_logsumexp(model: LatentVariableModel, x: Tensor, noise: Tensor, cache: Any) -> Tensor:
     """logsumexp over one chunk of samples of the log-weights, in float64, shape (B,)."""
-    return torch.logsumexp(model.terms(x, noise=noise, q=q, p=p).log_w.double(), dim=0)
+    return torch.logsumexp(model.terms(x, noise=noise, cache=cache).log_w.double(), dim=0)
 
 
 @torch.no_grad()
-def log_likelihood(model: VAE, x: Tensor, k: int = 5000, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+def log_likelihood(model: LatentVariableModel, x: Tensor, k: int = 5000,
+                   chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    seed: int = 0, progress: bool = False,
                    compile: bool | None = None) -> LogLikelihood:
     """Importance-sampled log p(x) for every example of x (N, *event_shape), in nats.
@@ -93,15 +93,14 @@ def log_likelihood(model: VAE, x: Tensor, k: int = 5000, chunk_rows: int = DEFAU
     batch, k_chunk = _chunking(k, len(x), chunk_rows)
     out = torch.empty(len(x), dtype=torch.float64)
     starts = range(0, len(x), batch)
-    p = model.prior(model.posterior)  # a VampPrior encodes its pseudo-inputs: do it once
     for start in tqdm(starts, disable=None if progress else True, desc=f"log p(x), k={k}",
                       leave=False):
         xb = x[start:start + batch].to(device, non_blocking=True)
-        q = model.encode(xb)  # one encoder pass serves every chunk of samples
+        cache = model.inference_cache(xb)  # one encoder pass serves every chunk of samples
         total = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=device)
         for done in range(0, k, k_chunk):
             kc = min(k_chunk, k - done)
             noise = model.draw_noise(kc, len(xb), generator=generator, device=device)
-            total = torch.logaddexp(total, chunk_fn(model, xb, noise, q, p))
+            total = torch.logaddexp(total, chunk_fn(model, xb, noise, cache))
         out[start:start + len(xb)] = (total - math.log(k)).cpu()
     return LogLikelihood(out, k)

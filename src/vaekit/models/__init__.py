@@ -1,24 +1,41 @@
-"""Models composed from a prior, a posterior, a decoder and a likelihood."""
+"""Latent-variable models on one contract (`models.base.LatentVariableModel`), by --model name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from vaekit.config import Config
 from vaekit.distributions import build_likelihood
+from vaekit.errors import ConfigError
+from vaekit.models.base import LatentVariableModel
+from vaekit.models.hierarchical import HierarchicalOptions, HierarchicalVAE
 from vaekit.models.standardize import Standardize
-from vaekit.models.vae import VAE, LogWeightTerms
+from vaekit.models.vae import VAE, OneLayerTerms
 from vaekit.nets import build_decoder, build_encoder
 from vaekit.posteriors import build_posterior
 from vaekit.priors import build_prior
+from vaekit.terms import LogWeightTerms
 
-__all__ = ["VAE", "LogWeightTerms", "Standardize", "build_model"]
+__all__ = ["MODELS", "VAE", "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
+           "LogWeightTerms", "ModelSpec", "OneLayerTerms", "Standardize", "build_model"]
 
 
-def build_model(config: Config, event_shape: tuple[int, ...]) -> VAE:
-    """Compose a VAE from the architecture fields of `config` for data of `event_shape`, each
-    part from its registry (NETS, POSTERIORS, LIKELIHOODS, PRIORS). With `standardize="on"`
-    the model standardises its inputs (its constants are fitted by the trainer); "auto" is
-    resolved against the data by the trainer and counts as "off" here."""
-    event_shape = tuple(int(s) for s in event_shape)
+@dataclass(frozen=True)
+class ModelSpec:
+    """A latent structure: `build(config, event_shape, options)` composes it; `options` is the
+    dataclass of its own settings (flags --NAME-FIELD, config key model_options: {NAME: ...}),
+    or None; `vae_fields` says whether the one-layer fields (--latent-dim, --hidden, --prior,
+    --posterior, ...) apply to it."""
+
+    build: Callable[[Config, tuple[int, ...], Any], LatentVariableModel]
+    options: type | None = None
+    vae_fields: bool = False
+    help: str = ""
+
+
+def _build_vae(config: Config, event_shape: tuple[int, ...], options: Any) -> VAE:
     body, features = build_encoder(config.net, event_shape, config.hidden, config.channels,
                                    config.activation)
     posterior = build_posterior(config.posterior, body, features, config.latent_dim, config)
@@ -26,8 +43,39 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> VAE:
     decoder = build_decoder(config.net, likelihood.param_shape(), config.latent_dim,
                             config.hidden, config.channels, config.activation)
     prior = build_prior(config.prior, config.latent_dim, event_shape, config)
-    standardize = Standardize(event_shape) if config.standardize == "on" else None
-    model = VAE(prior, posterior, decoder, likelihood, event_shape, config.latent_dim,
-                standardize)
+    return VAE(prior, posterior, decoder, likelihood, event_shape, config.latent_dim,
+               _standardize(config, event_shape))
+
+
+def _build_hierarchical(config: Config, event_shape: tuple[int, ...],
+                        options: HierarchicalOptions) -> HierarchicalVAE:
+    likelihood = build_likelihood(config.likelihood, event_shape, config)
+    return HierarchicalVAE(likelihood, event_shape, options, config.activation,
+                           _standardize(config, event_shape))
+
+
+def _standardize(config: Config, event_shape: tuple[int, ...]) -> Standardize | None:
+    return Standardize(event_shape) if config.standardize == "on" else None
+
+
+#: The latent structures, by --model name: the one list of choices (Config validates against it).
+MODELS: dict[str, ModelSpec] = {
+    "vae": ModelSpec(_build_vae, None, vae_fields=True,
+                     help="one latent layer (--latent-dim, --net, --prior, --posterior)"),
+    "hvae": ModelSpec(_build_hierarchical, HierarchicalOptions,
+                      help="a top-down hierarchy of latent groups (--hvae-latents, "
+                           "--hvae-widths, --hvae-depth)"),
+}
+
+
+def build_model(config: Config, event_shape: tuple[int, ...]) -> LatentVariableModel:
+    """Compose the model `config.model` (a key of MODELS) for data of `event_shape`, each part
+    from its registry (NETS, POSTERIORS, LIKELIHOODS, PRIORS). With `standardize="on"` the model
+    standardises its inputs (its constants are fitted by the trainer); "auto" is resolved
+    against the data by the trainer and counts as "off" here."""
+    if config.model not in MODELS:
+        raise ConfigError(f"unknown model {config.model!r}; choose from: {', '.join(MODELS)}")
+    event_shape = tuple(int(s) for s in event_shape)
+    model = MODELS[config.model].build(config, event_shape, config.options())
     model.config = config
     return model

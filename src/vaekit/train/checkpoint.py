@@ -1,7 +1,8 @@
 """The trainer's checkpoint: all a resumed run needs to go on bit for bit where it stopped.
 
     checkpoint.safetensors  model.* weights, optim.* Adam moments, rng.* generator states,
-                            epoch.stats (the epoch's partial sums), epoch.perm (mid-epoch only)
+                            epoch.stats (the epoch's partial sums), epoch.perm (mid-epoch only),
+                            ema.* the weight average (with --ema)
     its JSON metadata       the TrainState counters and learning-rate schedule segments, the
                             optimiser's param groups, world size
 
@@ -24,7 +25,7 @@ from torch import Tensor
 from vaekit.config import Config
 from vaekit.errors import ConfigError, RunDirError, VaekitError
 from vaekit.io import load_tensors
-from vaekit.models import VAE
+from vaekit.models import LatentVariableModel
 from vaekit.run import CHECKPOINT_FILE, load_weights, read_run_info, save_weights
 from vaekit.train.schedules import Segment
 
@@ -59,6 +60,7 @@ class Checkpoint:
     noise_rng: Tensor  # binarization and reparameterization noise
     epoch_stats: Tensor  # float64 [sum of reconstruction, sum of KL, examples]
     epoch_perm: Tensor | None = None  # the interrupted epoch's data order
+    ema: dict[str, Tensor] = field(default_factory=dict)  # the weight average, ema.NAME
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Snapshot:
     epoch_perm: Tensor | None
     epoch_stats: Tensor
     rng: tuple[Tensor, Tensor, Tensor]  # torch's, the data order's, the noise's
+    ema: list[Tensor] | None = None  # the weight average's tensors
 
     def where(self) -> str:
         """Where the snapshot stands, in words."""
@@ -82,20 +85,22 @@ class Snapshot:
         return f"the end of epoch {epoch}" if epoch else "the start of training"
 
 
-def write_checkpoint(path: Path, model: VAE, optimizer: torch.optim.Optimizer,
+def write_checkpoint(path: Path, model: LatentVariableModel, optimizer: torch.optim.Optimizer,
                      checkpoint: Checkpoint, world_size: int) -> None:
     optim_tensors, optim_meta = optimizer_to_tensors(optimizer)
     extra = {**optim_tensors, "rng.torch": checkpoint.torch_rng, "rng.perm": checkpoint.perm_rng,
              "rng.noise": checkpoint.noise_rng, "epoch.stats": checkpoint.epoch_stats}
     if checkpoint.epoch_perm is not None:
         extra["epoch.perm"] = checkpoint.epoch_perm
+    extra.update(checkpoint.ema)
     state = {k: v for k, v in checkpoint.state.__dict__.items() if k != "history"}
     state["schedule"] = [asdict(segment) for segment in checkpoint.state.schedule]
     save_weights(model, path, extra, {"state": state, "optim": optim_meta,
                                       "world_size": world_size})
 
 
-def read_checkpoint(path: Path, model: VAE, optimizer: torch.optim.Optimizer) -> Checkpoint:
+def read_checkpoint(path: Path, model: LatentVariableModel,
+                    optimizer: torch.optim.Optimizer) -> Checkpoint:
     """Load the weights and the optimiser's state in place; return the rest."""
     tensors, meta = load_tensors(path)
     if not meta or "state" not in meta or "optim" not in meta:
@@ -112,7 +117,8 @@ def read_checkpoint(path: Path, model: VAE, optimizer: torch.optim.Optimizer) ->
         if stats.shape != (3,):
             raise TypeError(f"epoch.stats has shape {tuple(stats.shape)}, not (3,)")
         return Checkpoint(state, tensors["rng.torch"], tensors["rng.perm"], tensors["rng.noise"],
-                          stats, tensors.get("epoch.perm"))
+                          stats, tensors.get("epoch.perm"),
+                          {k: v for k, v in tensors.items() if k.startswith("ema.")})
     except (TypeError, KeyError, ValueError) as e:
         raise RunDirError(f"{path}: the trainer state is incomplete or malformed ({e}); it "
                           "cannot be resumed") from None

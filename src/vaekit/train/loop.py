@@ -34,9 +34,10 @@ from vaekit.data import (
     resolve_standardize,
 )
 from vaekit.errors import ConfigError, DataError, VaekitError
+from vaekit.evaluate.diagnostics import active_units_per_group
 from vaekit.evaluate.elbo import dataset_elbo
 from vaekit.io import load_tensors
-from vaekit.models import VAE, build_model
+from vaekit.models import LatentVariableModel, build_model
 from vaekit.objectives import training_loss
 from vaekit.run import (
     CHECKPOINT_FILE,
@@ -58,6 +59,7 @@ from vaekit.train.checkpoint import (
     write_checkpoint,
 )
 from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from vaekit.train.ema import WeightAverage
 from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, resume_segments
 
 #: Consecutive non-finite steps before rolling back to the last snapshot at half the rate.
@@ -91,7 +93,7 @@ def resolve_device(name: str) -> torch.device:
 class LossModule(nn.Module):
     """Wraps the model's objective as a `forward`, the call DDP and torch.compile act on."""
 
-    def __init__(self, model: VAE, objective: str = "elbo", free_bits: float = 0.0,
+    def __init__(self, model: LatentVariableModel, objective: str = "elbo", free_bits: float = 0.0,
                  dist: DistInfo | None = None) -> None:
         super().__init__()
         self.model = model
@@ -203,10 +205,12 @@ class Trainer:
 
         if self.model.standardize is not None:
             self.model.standardize.fit(self.train_x)
-        init_from_data = getattr(self.model.prior, "init_from_data", None)
+        init_from_data = getattr(getattr(self.model, "prior", None), "init_from_data", None)
         if init_from_data is not None:  # VampPrior: pseudo-inputs start at training examples
             init_from_data(self.model.to_model_units(self.train_x),
                            torch.Generator().manual_seed(config.seed + 3))
+        # after the data-dependent initialisation: the average starts at the initial weights
+        self.ema = WeightAverage(self.model, config.ema) if config.ema else None
         loss_module = LossModule(self.model, config.objective, config.free_bits, self.dist)
         self.loss_module: nn.Module = loss_module
         if self.dist.enabled:
@@ -241,7 +245,8 @@ class Trainer:
         perm = self.epoch_perm if self.state.step_in_epoch else None
         write_checkpoint(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer, Checkpoint(
             self.state, torch.get_rng_state(), self.perm_generator.get_state(),
-            self.noise_generator.get_state(), stats.cpu(), perm), self.dist.world_size)
+            self.noise_generator.get_state(), stats.cpu(), perm,
+            self.ema.tensors() if self.ema is not None else {}), self.dist.world_size)
 
     def _save_best(self) -> None:
         if self.run_dir is not None and self.dist.is_main:
@@ -252,6 +257,8 @@ class Trainer:
     def restore_checkpoint(self) -> None:
         assert self.run_dir is not None
         ckpt = read_checkpoint(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer)
+        if self.ema is not None:
+            self.ema.load_tensors(ckpt.ema, str(self.run_dir / CHECKPOINT_FILE))
         self.state = ckpt.state
         self.state.history = self._read_history()
         self._rewrite_metrics()
@@ -275,7 +282,7 @@ class Trainer:
             elif self.state.best_epoch == self.state.epoch and self.state.step_in_epoch == 0:
                 # killed between the checkpoint and model.safetensors: the checkpoint's
                 # weights are the best ones
-                self.best_weights = copy.deepcopy(self.model.state_dict())
+                self.best_weights = self._weights_to_keep()
                 self._save_best()
         if not self.state.schedule:  # written before checkpoints kept the schedule's segments
             original = read_run_info(self.run_dir).config.epochs
@@ -309,12 +316,15 @@ class Trainer:
                         (s.epoch, s.step_in_epoch, s.global_step), list(s.schedule),
                         self.epoch_perm, self.epoch_stats.clone(),
                         (torch.get_rng_state(), self.perm_generator.get_state(),
-                         self.noise_generator.get_state()))
+                         self.noise_generator.get_state()),
+                        self.ema.copy() if self.ema is not None else None)
 
     def _restore(self, snap: Snapshot) -> None:
         """Back to `snap`; the fault counters and the learning-rate scale stay as they are."""
         self.model.load_state_dict(snap.model)
         self.optimizer.load_state_dict(snap.optim)
+        if self.ema is not None and snap.ema is not None:
+            self.ema.load(snap.ema)
         s = self.state
         s.epoch, s.step_in_epoch, s.global_step = snap.position
         s.schedule = list(snap.schedule)
@@ -409,6 +419,8 @@ class Trainer:
             if check_every == 1:  # the host looks at every step
                 if not bad.item():
                     self.optimizer_step()
+                    if self.ema is not None:
+                        self.ema.update()
                     sums.add_(stats)
                     s.consecutive_skips = 0
                 elif self._record_faults((1.0,), s.global_step):
@@ -416,6 +428,8 @@ class Trainer:
                     return ROLLED_BACK
             else:  # the fused step is a no-op where `bad` is set; the host reads flags later
                 self.optimizer_step()
+                if self.ema is not None:  # on a skipped step, a pull towards unchanged weights
+                    self.ema.update()
                 sums.add_(torch.where(bad > 0, 0.0, stats))
                 self._fault_slots[step % check_every].copy_(bad)
             stop_now = False
@@ -439,14 +453,17 @@ class Trainer:
 
     def _flag_non_finite(self, loss: Tensor) -> Tensor:
         """Clip the gradient norm to --grad-clip, and set the step's flag (a 0-d tensor that
-        stays on the device) to 1 if a gradient or the loss is NaN/Inf. Without clipping, one
-        fused non-finite check replaces the norm (5x cheaper). Under DDP only the gradients
-        count: they are averaged over the processes, so every process reaches the same flag
-        (a non-finite local loss makes them non-finite)."""
+        stays on the device) to 1 if a gradient or the loss is NaN/Inf, or the norm is above
+        --skip-threshold. Without either, one fused non-finite check replaces the norm (5x
+        cheaper). Under DDP only the gradients count: they are averaged over the processes, so
+        every process reaches the same flag (a non-finite local loss makes them non-finite)."""
         bad = self._bad_step
-        if self.config.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self._params, self.config.grad_clip)
+        clip, threshold = self.config.grad_clip, self.config.skip_threshold
+        if clip > 0 or threshold > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self._params, clip if clip > 0 else math.inf)
             bad.copy_(~torch.isfinite(norm))
+            if threshold > 0:
+                bad.logical_or_(norm > threshold)
             if not self.dist.enabled:
                 bad.logical_or_(~torch.isfinite(loss.detach()))
         else:
@@ -497,19 +514,34 @@ class Trainer:
         s.skipped += skipped
         s.consecutive_skips = run
         if longest >= MAX_CONSECUTIVE_SKIPS:
-            self._rollback("the loss or gradient was NaN/Inf")
+            self._rollback("the loss or gradient was NaN/Inf" + (
+                " (or the gradient norm above --skip-threshold)"
+                if self.config.skip_threshold else ""))
             return True
         return False
 
-    def validate(self) -> dict[str, float]:
+    def validate(self) -> dict[str, Any]:
+        """The validation ELBO, its parts, the KL and the active units of each latent group
+        (with the weight average, where there is one)."""
         if len(self.val_x) == 0:
             return {}
         self.model.eval()
-        out = dataset_elbo(self.model, self.val_x, seed=0)
+        with self.ema.applied() if self.ema is not None else nullcontext():
+            out = dataset_elbo(self.model, self.val_x, seed=0)
+            active = active_units_per_group(self.model, self.val_x)
         self.model.train()
-        return {f"val_{k}": float(v.mean()) for k, v in out.items()}
+        row: dict[str, Any] = {f"val_{k}": float(v.mean()) for k, v in out.items()
+                               if k != "kl_groups"}
+        row["val_kl_groups"] = [round(float(v), 4) for v in out["kl_groups"].double().mean(0)]
+        row["val_active_units"] = active
+        return row
 
-    def fit(self, resume: bool = False, restart_schedule: bool = False) -> VAE:
+    def _weights_to_keep(self) -> dict[str, Tensor]:
+        """A copy of the weights that the run saves: the average, where there is one."""
+        with self.ema.applied() if self.ema is not None else nullcontext():
+            return copy.deepcopy(self.model.state_dict())
+
+    def fit(self, resume: bool = False, restart_schedule: bool = False) -> LatentVariableModel:
         """Train to --epochs, from the run's checkpoint with `resume`; `restart_schedule`
         restarts the learning-rate schedule over the epochs a resume adds."""
         cfg = self.config
@@ -586,7 +618,7 @@ class Trainer:
         improved = math.isfinite(score) and score > s.best_val
         if improved:
             s.best_val, s.best_epoch = score, s.epoch
-            self.best_weights = copy.deepcopy(self.model.state_dict())
+            self.best_weights = self._weights_to_keep()
         row["best_epoch"] = s.best_epoch
         s.history.append(row)
         self.last_good = self._snapshot()

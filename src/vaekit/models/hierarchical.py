@@ -1,0 +1,307 @@
+"""A top-down hierarchical VAE on the model contract (Sønderby et al. 2016, Kingma et al. 2016,
+Vahdat & Kautz 2020, Child 2021).
+
+Groups z_1 (nearest the data) ... z_L (the top). A bottom-up deterministic path computes features
+d_1, ..., d_L of x; the top-down path then runs from the top:
+
+    p(z) = p(z_L) prod_{l<L} p(z_l | z_>l),   p(z_L) = N(0, I),
+    q(z|x) = q(z_L | x) prod_{l<L} q(z_l | z_>l, x),
+
+where the state s_l = f_l(z_{l+1}, s_{l+1}) carries z_>l down. The prior of group l comes from
+s_l; its posterior from (s_l, d_l), parameterised relative to the prior (NVAE, eq. 2):
+
+    mu_q = mu_p + dmu,   log sigma_q^2 = log sigma_p^2 + dlogvar,
+
+with the log-variances softly bounded (b tanh(v / b)), so that the KL of each group,
+
+    KL_l = 1/2 sum(dmu^2 / sigma_p^2 + exp(dlogvar) - 1 - dlogvar),
+
+is computed from the differences, in closed form given the samples above it. The decoder reads
+z_1 and s_1. With one group this is the one-layer VAE; with latents (100, 50) and widths
+(200, 100) it has the layer sizes of Burda et al.'s (2016) two-layer model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vaekit.distributions import DiagonalNormal, Likelihood
+from vaekit.errors import ConfigError
+from vaekit.models.base import LatentVariableModel
+from vaekit.models.standardize import Standardize
+from vaekit.nets import FlattenEvent, Unflatten, mlp
+from vaekit.terms import LogWeightTerms
+
+_LOG_2PI = math.log(2 * math.pi)
+#: Soft bounds of the prior's log-variance and of the posterior's log-variance relative to it.
+PRIOR_LOG_VAR_BOUND = 8.0
+POSTERIOR_LOG_VAR_BOUND = 10.0
+
+
+@dataclass(frozen=True)
+class HierarchicalOptions:
+    """The hierarchical model's own settings (flags --hvae-*)."""
+
+    #: the size of each latent group, from the data up: z_1 first, the top group last
+    latents: tuple[int, ...] = (64, 32, 16)
+    #: the width of each group's deterministic layers (bottom-up and top-down), same order
+    widths: tuple[int, ...] = (512, 256, 128)
+    #: dense layers per stage of each path
+    depth: int = 2
+
+    def check(self) -> None:
+        if not self.latents:
+            raise ConfigError("--hvae-latents needs at least one group size")
+        for name in ("latents", "widths"):
+            sizes = getattr(self, name)
+            if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
+                raise ConfigError(f"--hvae-{name} sizes must be positive integers, got {sizes!r}")
+        if len(self.widths) != len(self.latents):
+            raise ConfigError(f"--hvae-widths needs one width per latent group: "
+                              f"{len(self.latents)} groups ({_join(self.latents)}), "
+                              f"{len(self.widths)} widths ({_join(self.widths)})")
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth <= 0:
+            raise ConfigError(f"--hvae-depth must be a positive integer, got {self.depth!r}")
+
+
+def soft_clamp(x: Tensor, bound: float) -> Tensor:
+    """bound * tanh(x / bound): the identity near 0, smoothly bounded by +-bound."""
+    return bound * torch.tanh(x / bound)
+
+
+class GroupDraw:
+    """One group's draw for N = k B rows: the prior (mu_p, log_var_p; None for N(0, I)), the
+    posterior relative to it (dmu, dlog_var) and the noise eps, each (N, size)."""
+
+    __slots__ = ("dlog_var", "dmu", "eps", "log_var_p")
+
+    def __init__(self, log_var_p: Tensor | None, dmu: Tensor, dlog_var: Tensor,
+                 eps: Tensor) -> None:
+        self.log_var_p, self.dmu, self.dlog_var, self.eps = log_var_p, dmu, dlog_var, eps
+
+    def kl(self) -> Tensor:
+        """KL(q(z_l | z_>l, x) || p(z_l | z_>l)), (N,)."""
+        dmu2 = self.dmu * self.dmu
+        if self.log_var_p is not None:
+            dmu2 = dmu2 * torch.exp(-self.log_var_p)
+        return 0.5 * (dmu2 + torch.exp(self.dlog_var) - 1 - self.dlog_var).sum(-1)
+
+    def log_q(self) -> Tensor:
+        """log q(z_l | z_>l, x) at z_l = mu_q + sigma_q eps, (N,)."""
+        log_var_q = self.dlog_var if self.log_var_p is None else self.log_var_p + self.dlog_var
+        return -0.5 * (self.eps * self.eps + log_var_q + _LOG_2PI).sum(-1)
+
+    def log_p(self) -> Tensor:
+        """log p(z_l | z_>l) at the same z_l, (N,): z_l - mu_p = dmu + sigma_q eps."""
+        diff = self.dmu + torch.exp(0.5 * self.dlog_var) * self.eps
+        if self.log_var_p is None:
+            return -0.5 * (diff * diff + _LOG_2PI).sum(-1)
+        diff = diff * torch.exp(-0.5 * self.log_var_p)
+        return -0.5 * (diff * diff + self.log_var_p + _LOG_2PI).sum(-1)
+
+
+class HierarchicalTerms(LogWeightTerms):
+    """The log-weight terms of a top-down hierarchy: sums over the groups of log p(z_l | z_>l)
+    and log q(z_l | z_>l, x), each (k, B), and the closed-form KL of each group."""
+
+    def __init__(self, log_px_z: Tensor, draws: list[GroupDraw]) -> None:
+        self.log_px_z = log_px_z
+        self.draws = draws
+        self.units = len(draws)
+        self._shape = log_px_z.shape  # (k, B)
+        self._kls: list[Tensor] | None = None
+        self._log_pz: Tensor | None = None
+        self._log_qz: Tensor | None = None
+
+    def _group_kls(self) -> list[Tensor]:
+        if self._kls is None:
+            self._kls = [d.kl().view(self._shape) for d in self.draws]  # each (k, B)
+        return self._kls
+
+    @property
+    def log_pz(self) -> Tensor:
+        if self._log_pz is None:
+            self._log_pz = sum((d.log_p() for d in self.draws[1:]),
+                               self.draws[0].log_p()).view(self._shape)
+        return self._log_pz
+
+    @property
+    def log_qz(self) -> Tensor:
+        if self._log_qz is None:
+            self._log_qz = sum((d.log_q() for d in self.draws[1:]),
+                               self.draws[0].log_q()).view(self._shape)
+        return self._log_qz
+
+    @property
+    def kl(self) -> Tensor:
+        kls = self._group_kls()
+        return sum(kls[1:], kls[0]).mean(0)  # (B,)
+
+    @property
+    def kl_groups(self) -> list[Tensor]:
+        return [kl.mean(0) for kl in self._group_kls()]
+
+    def kl_units(self) -> Tensor:
+        return torch.stack(self.kl_groups, dim=-1)  # (B, groups)
+
+
+class HierarchicalVAE(LatentVariableModel):
+    """A top-down hierarchical VAE of dense layers (see the module's docstring).
+
+    Example:
+        >>> model = build_model(Config(model="hvae", model_options={"hvae": {
+        ...     "latents": (32, 16), "widths": (256, 128)}}), event_shape=(784,))
+        >>> model.elbo(x)["kl"]                # (B,) nats: the sum of the groups' KLs
+        >>> model.sample(16, temperature=0.8)  # colder samples from the prior
+    """
+
+    def __init__(self, likelihood: Likelihood, event_shape: tuple[int, ...],
+                 options: HierarchicalOptions, activation: str,
+                 standardize: Standardize | None = None) -> None:
+        super().__init__(likelihood, event_shape, options.latents, standardize)
+        latents, widths, depth = options.latents, options.widths, options.depth
+        self.options = options
+        top = len(latents) - 1
+        self.flatten = FlattenEvent(self.event_shape)
+        inputs = [self.data_dim, *widths[:-1]]
+        self.bottom_up = nn.ModuleList(
+            mlp([n_in, *[w] * depth], activation, final_activation=True)
+            for n_in, w in zip(inputs, widths, strict=True))
+        # the state s_l from (z_{l+1}, s_{l+1}), for l below the top; s_{top-1} has only z_top
+        self.top_down = nn.ModuleList(
+            mlp([latents[i + 1] + (widths[i + 1] if i + 1 < top else 0), *[widths[i]] * depth],
+                activation, final_activation=True) for i in range(top))
+        self.prior_heads = nn.ModuleList(nn.Linear(widths[i], 2 * latents[i])
+                                         for i in range(top))
+        self.posterior_heads = nn.ModuleList(
+            nn.Linear(widths[i] + (widths[i] if i < top else 0), 2 * latents[i])
+            for i in range(top + 1))
+        with torch.no_grad():  # start q near p: small KLs, no early blow-up
+            for head in self.posterior_heads:
+                assert isinstance(head, nn.Linear)
+                head.weight.mul_(0.1)
+                head.bias.zero_()
+        param_shape = likelihood.param_shape()
+        self.decoder = nn.Sequential(
+            mlp([latents[0] + (widths[0] if top else 0), *[widths[0]] * depth,
+                 math.prod(param_shape)], activation, final_activation=False),
+            Unflatten(param_shape))
+
+    # ------------------------------------------------------------------ the passes
+
+    def _bottom_up(self, y: Tensor) -> list[Tensor]:
+        """The features d_1, ..., d_L of y (B, *event), each (B, width_l)."""
+        h, features = self.flatten(y), []
+        for stage in self.bottom_up:
+            h = stage(h)
+            features.append(h)
+        return features
+
+    def _state(self, i: int, z_above: Tensor, state: Tensor | None) -> Tensor:
+        """s_i from z_{i+1} and s_{i+1} (None below the top group)."""
+        return self.top_down[i](z_above if state is None else torch.cat([z_above, state], -1))
+
+    def _prior(self, i: int, state: Tensor) -> tuple[Tensor, Tensor]:
+        mu, log_var = self.prior_heads[i](state).chunk(2, dim=-1)
+        return mu, soft_clamp(log_var, PRIOR_LOG_VAR_BOUND)
+
+    def _posterior_pass(self, features: list[Tensor], eps: list[Tensor]
+                        ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
+        """Top-down with z_l ~ q(z_l | z_>l, x) drawn with eps_l (N, size_l); features (N, w_l).
+        Returns the groups' draws (bottom first), the samples and the decoder's input."""
+        top = len(features) - 1
+        draws: list[GroupDraw | None] = [None] * (top + 1)
+        zs: list[Tensor | None] = [None] * (top + 1)
+        state: Tensor | None = None
+        z_above: Tensor | None = None
+        for i in range(top, -1, -1):
+            if i == top:
+                dmu, dlog_var = self.posterior_heads[i](features[i]).chunk(2, dim=-1)
+                dlog_var = soft_clamp(dlog_var, POSTERIOR_LOG_VAR_BOUND)
+                mu_p = log_var_p = None
+                mu_q, log_var_q = dmu, dlog_var
+            else:
+                assert z_above is not None
+                state = self._state(i, z_above, state)
+                mu_p, log_var_p = self._prior(i, state)
+                dmu, dlog_var = self.posterior_heads[i](
+                    torch.cat([state, features[i]], -1)).chunk(2, dim=-1)
+                dlog_var = soft_clamp(dlog_var, POSTERIOR_LOG_VAR_BOUND)
+                mu_q, log_var_q = mu_p + dmu, log_var_p + dlog_var
+            z = mu_q + torch.exp(0.5 * log_var_q) * eps[i]  # (N, size_i)
+            draws[i] = GroupDraw(log_var_p, dmu, dlog_var, eps[i])
+            zs[i] = z_above = z
+        assert z_above is not None
+        dec_in = z_above if state is None else torch.cat([z_above, state], -1)
+        return [d for d in draws if d is not None], [z for z in zs if z is not None], dec_in
+
+    def _decoder_input(self, zs: list[Tensor]) -> Tensor:
+        """The top-down path for given latents (bottom first): the decoder's input."""
+        state: Tensor | None = None
+        for i in range(len(zs) - 2, -1, -1):
+            state = self._state(i, zs[i + 1], state)
+        return zs[0] if state is None else torch.cat([zs[0], state], -1)
+
+    # ------------------------------------------------------------------ the contract
+
+    def inference_cache(self, x: Tensor) -> list[Tensor]:
+        """The bottom-up features of x: one pass for every chunk of samples."""
+        return self._bottom_up(self.to_model_units(x))
+
+    def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
+              cache: Any = None) -> HierarchicalTerms:
+        y = self.to_model_units(x)  # what the networks see
+        batch = x.shape[0]
+        if noise is None:
+            noise = self.draw_noise(k, batch, device=x.device)
+        k = noise.shape[0]
+        features = self._bottom_up(y) if cache is None else cache
+        if k > 1:  # every sample of an example sees its features: rows (k B) of 2-d matrices
+            features = [f.expand(k, *f.shape).reshape(k * batch, -1) for f in features]
+        eps = list(noise.reshape(k * batch, -1).split(self.latent_groups, dim=-1))
+        draws, _, dec_in = self._posterior_pass(features, eps)
+        params = self.decoder(dec_in)  # (k B, *param_shape)
+        log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
+        return HierarchicalTerms(log_px_z, draws)
+
+    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> DiagonalNormal:
+        """The groups' posteriors along the posterior means: q(z_l | z_>l = their means, x),
+        concatenated (bottom first) into one diagonal Gaussian over (B, latent_dim)."""
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            features = self.inference_cache(self.as_input(x, "encode"))
+            zeros = [features[0].new_zeros(len(features[0]), s) for s in self.latent_groups]
+            draws, zs, _ = self._posterior_pass(features, zeros)
+            log_vars = [d.dlog_var if d.log_var_p is None else d.log_var_p + d.dlog_var
+                        for d in draws]
+            return DiagonalNormal(torch.cat(zs, -1), torch.cat(log_vars, -1))
+
+    def decoder_params(self, z: Tensor) -> Tensor:
+        batch = z.shape[:-1]
+        zs = list(z.reshape(-1, z.shape[-1]).split(self.latent_groups, dim=-1))
+        params = self.decoder(self._decoder_input(zs))
+        return params.reshape(*batch, *params.shape[1:])
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0) -> Tensor:
+        """Ancestral sampling from the top: z_l = mu_p + T sigma_p eps."""
+        device = self._device()
+        eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        eps = (temperature * eps).split(self.latent_groups, dim=-1)
+        top = len(eps) - 1
+        zs: list[Tensor] = [eps[top]]
+        state: Tensor | None = None
+        for i in range(top - 1, -1, -1):
+            state = self._state(i, zs[0], state)
+            mu_p, log_var_p = self._prior(i, state)
+            zs.insert(0, mu_p + torch.exp(0.5 * log_var_p) * eps[i])
+        return torch.cat(zs, -1)
+
+
+def _join(sizes: tuple[int, ...]) -> str:
+    return ",".join(map(str, sizes))
