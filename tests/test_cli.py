@@ -106,6 +106,8 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
     np.save(wrong_shape, np.random.rand(10, 7).astype(np.float32))
     yaml_bad = tmp / "typo.yaml"
     yaml_bad.write_text("latnet_dim: 3\n")
+    model_typo = tmp / "model_typo.yaml"
+    model_typo.write_text("model: hvae\nmodel_options: {hvae: {latnets: [8, 4]}}\n")
     return [
         ("unknown dataset", ["train", "--data", "cifar"], "unknown dataset"),
         ("missing data directory", ["train", "--data", "mnist", "--data-dir", str(tmp / "no")],
@@ -146,6 +148,26 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
          "cannot be combined"),
         ("unwritable output", ["sample", str(run), "-o", "/proc/x/s.png"], "could not write"),
         ("dequantize with bernoulli", ["train", "--dequantize"], "--dequantize"),
+        # the model contract's options
+        ("unknown model", ["train", "--model", "ladder"], "unknown model"),
+        ("a group without a width", ["train", "--model", "hvae", "--hvae-latents", "8,4",
+                                     "--hvae-widths", "64"], "one width per latent group"),
+        ("zero group size", ["train", "--model", "hvae", "--hvae-latents", "8,0",
+                             "--hvae-widths", "64,32"], "positive integers"),
+        ("text as a group size", ["train", "--model", "hvae", "--hvae-latents", "eight"],
+         "not a valid"),
+        ("a one-layer flag on a hierarchy", ["train", "--model", "hvae", "--latent-dim", "16"],
+         "--latent-dim is an option of the one-layer model"),
+        ("a one-layer prior on a hierarchy", ["train", "--model", "hvae", "--prior", "vamp"],
+         "--prior is an option of the one-layer model"),
+        ("a hierarchy's option on the one-layer model", ["train", "--hvae-latents", "8,4"],
+         "apply to --model hvae"),
+        ("unknown model option in a file", ["train", "--config", str(model_typo)],
+         "did you mean 'latents'"),
+        ("EMA decay of 1", ["train", "--ema", "1"], "--ema must be a decay in [0, 1)"),
+        ("negative skip threshold", ["train", "--skip-threshold", "-1"], "--skip-threshold"),
+        ("negative temperature", ["sample", str(run), "--temperature", "-1", "-o",
+                                  str(tmp / "t.png")], "--temperature"),
     ]
 
 

@@ -35,6 +35,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"vaekit: error: {message}\n(see '{self.prog} --help')\n")
 
 
+def _temperature(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -208,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_output(p, "FILE.png (a grid) or FILE.npy")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--draw", action="store_true", help="sample x ~ p(x|z) instead of its mean")
+    p.add_argument("--temperature", type=_temperature, default=1.0, metavar="T",
+                   help="scale the prior's noise by T: below 1, colder, more typical samples "
+                   "(default: 1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     p = sub.add_parser("reconstruct", help="inputs beside their reconstructions")
@@ -384,6 +399,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if key in report:
             print(f"  {label:<36} {report[key]:>12.4f}")
     print(f"  {'active units':<36} {report['active_units']:>8} / {model.latent_dim}")
+    if len(model.latent_groups) > 1:
+        print("  latent groups, from the data up: KL (nats), active units")
+        for i, (size, kl, active) in enumerate(zip(model.latent_groups, report["kl_per_group"],
+                                                   report["active_units_per_group"],
+                                                   strict=True)):
+            print(f"    group {i + 1} ({size:>4} units) {kl:>23.4f} {active:>8} / {size}")
     if args.k == 1:
         print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
     if "caveat" in report:
@@ -424,7 +445,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _claim_output(args)
     model, info = load_run(args.run, device=args.device)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    x = model.sample(args.n, generator=g, mean=not args.draw)
+    x = model.sample(args.n, generator=g, mean=not args.draw, temperature=args.temperature)
     _save_array_or_grid(x, args.output, image=bool(info.data.get("images", True)))
     return 0
 
@@ -532,7 +553,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     c = info.config
-    print(f"run {run}: {c.net} VAE, latent {c.latent_dim}, {c.likelihood} likelihood, "
+    print(f"run {run}: {describe_model(c)}, {c.likelihood} likelihood, "
           f"data {info.data.get('name', c.data)} {tuple(info.event_shape)}")
     print(f"  trained {len(history)}/{c.epochs} epochs, seed {c.seed}, batch {c.batch_size}, "
           f"lr {c.lr} ({c.lr_schedule})")
@@ -546,6 +567,16 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"skipped steps {last.get('skipped_steps', 0)}")
     print(f"  files: {', '.join(sorted(p.name for p in run.iterdir()))}")
     return 0
+
+
+def describe_model(config: Config) -> str:
+    """The model in a few words: its structure and latent sizes."""
+    options = config.options()
+    if options is None:
+        return f"{config.net} VAE, latent {config.latent_dim}"
+    sizes = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                      for k, v in vars(options).items())
+    return f"{config.model} ({sizes})"
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,

@@ -79,8 +79,11 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
 
 def save_weights(model: LatentVariableModel, path: Path,
                  extra: dict[str, torch.Tensor] | None = None,
-                 metadata: dict[str, Any] | None = None) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+                 metadata: dict[str, Any] | None = None,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
+    """The model's weights (or `state`, a state dict of it) as model.*, with `extra` tensors."""
+    state = model.state_dict() if state is None else state
+    tensors = {f"model.{k}": v for k, v in state.items()}
     save_tensors(path, {**tensors, **(extra or {})}, metadata)
 
 

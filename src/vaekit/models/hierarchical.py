@@ -98,12 +98,14 @@ class GroupDraw:
         return -0.5 * (self.eps * self.eps + log_var_q + _LOG_2PI).sum(-1)
 
     def log_p(self) -> Tensor:
-        """log p(z_l | z_>l) at the same z_l, (N,): z_l - mu_p = dmu + sigma_q eps."""
-        diff = self.dmu + torch.exp(0.5 * self.dlog_var) * self.eps
+        """log p(z_l | z_>l) at the same z_l, (N,): (z_l - mu_p) / sigma_p =
+        dmu / sigma_p + (sigma_q / sigma_p) eps, and sigma_q / sigma_p = exp(dlogvar / 2)."""
+        standardized = torch.exp(0.5 * self.dlog_var) * self.eps
         if self.log_var_p is None:
-            return -0.5 * (diff * diff + _LOG_2PI).sum(-1)
-        diff = diff * torch.exp(-0.5 * self.log_var_p)
-        return -0.5 * (diff * diff + self.log_var_p + _LOG_2PI).sum(-1)
+            standardized = standardized + self.dmu
+            return -0.5 * (standardized * standardized + _LOG_2PI).sum(-1)
+        standardized = standardized + self.dmu * torch.exp(-0.5 * self.log_var_p)
+        return -0.5 * (standardized * standardized + self.log_var_p + _LOG_2PI).sum(-1)
 
 
 class HierarchicalTerms(LogWeightTerms):

@@ -252,7 +252,7 @@ class Trainer:
         if self.run_dir is not None and self.dist.is_main:
             save_weights(self.model, self.run_dir / MODEL_FILE,
                          metadata={"epoch": self.state.best_epoch,
-                                   "val_elbo": self.state.best_val})
+                                   "val_elbo": self.state.best_val}, state=self.best_weights)
 
     def restore_checkpoint(self) -> None:
         assert self.run_dir is not None
