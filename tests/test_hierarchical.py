@@ -175,3 +175,14 @@ def test_every_command_works_on_a_hierarchy(tmp_path: Path,
     assert main(["info", str(run)]) == 0
     assert "hvae (latents 4,2, widths 32,16, depth 1)" in capsys.readouterr().out
     assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+
+
+def test_a_group_that_switches_off_is_reported_once(capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = loop.Trainer(HVAE.replace(kl_warmup=2), load_dataset("digits"), progress=False)
+    row = {"val_kl_groups": [5.0, 0.01], "val_active_units": [4, 0]}
+    for epoch in (1, 3, 4, 5):
+        trainer.state.epoch = epoch
+        trainer._warn_switched_off(row)
+    err = capsys.readouterr().err
+    assert err.count("latent group 2 has switched off after epoch 3") == 1
+    assert "group 1" not in err

@@ -11,6 +11,7 @@ from vaekit.distributions import build_likelihood
 from vaekit.errors import ConfigError
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.hierarchical import HierarchicalOptions, HierarchicalVAE
+from vaekit.models.hierarchical_conv import ConvHierarchicalOptions, ConvHierarchicalVAE
 from vaekit.models.standardize import Standardize
 from vaekit.models.vae import VAE, OneLayerTerms
 from vaekit.nets import build_decoder, build_encoder
@@ -18,7 +19,8 @@ from vaekit.posteriors import build_posterior
 from vaekit.priors import build_prior
 from vaekit.terms import LogWeightTerms
 
-__all__ = ["MODELS", "VAE", "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
+__all__ = ["MODELS", "VAE", "ConvHierarchicalOptions", "ConvHierarchicalVAE",
+           "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
            "LogWeightTerms", "ModelSpec", "OneLayerTerms", "Standardize", "build_model"]
 
 
@@ -54,6 +56,12 @@ def _build_hierarchical(config: Config, event_shape: tuple[int, ...],
                            _standardize(config, event_shape))
 
 
+def _build_conv_hierarchical(config: Config, event_shape: tuple[int, ...],
+                             options: ConvHierarchicalOptions) -> ConvHierarchicalVAE:
+    likelihood = build_likelihood(config.likelihood, event_shape, config)
+    return ConvHierarchicalVAE(likelihood, event_shape, options, _standardize(config, event_shape))
+
+
 def _standardize(config: Config, event_shape: tuple[int, ...]) -> Standardize | None:
     return Standardize(event_shape) if config.standardize == "on" else None
 
@@ -65,6 +73,9 @@ MODELS: dict[str, ModelSpec] = {
     "hvae": ModelSpec(_build_hierarchical, HierarchicalOptions,
                       help="a top-down hierarchy of latent groups (--hvae-latents, "
                            "--hvae-widths, --hvae-depth)"),
+    "hvae-conv": ModelSpec(_build_conv_hierarchical, ConvHierarchicalOptions,
+                           help="a top-down hierarchy of feature-map latents for images "
+                                "(--hvae-conv-widths, --hvae-conv-groups, ...)"),
 }
 
 

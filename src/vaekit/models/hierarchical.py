@@ -75,6 +75,14 @@ def soft_clamp(x: Tensor, bound: float) -> Tensor:
     return bound * torch.tanh(x / bound)
 
 
+def repeat_for_samples(features: list[Tensor], k: int) -> list[Tensor]:
+    """Each example's features once per sample: (B, ...) -> (k B, ...), sample-major, the row
+    order of the noise (k, B, D) flattened."""
+    if k == 1:
+        return features
+    return [f.expand(k, *f.shape).reshape(k * f.shape[0], *f.shape[1:]) for f in features]
+
+
 class GroupDraw:
     """One group's draw for N = k B rows: the prior (mu_p, log_var_p; None for N(0, I)), the
     posterior relative to it (dmu, dlog_var) and the noise eps, each (N, size)."""
@@ -184,11 +192,6 @@ class HierarchicalVAE(LatentVariableModel):
         self.posterior_heads = nn.ModuleList(
             nn.Linear(widths[i] + (widths[i] if i < top else 0), 2 * latents[i])
             for i in range(top + 1))
-        with torch.no_grad():  # start q near p: small KLs, no early blow-up
-            for head in self.posterior_heads:
-                assert isinstance(head, nn.Linear)
-                head.weight.mul_(0.1)
-                head.bias.zero_()
         param_shape = likelihood.param_shape()
         self.decoder = nn.Sequential(
             mlp([latents[0] + (widths[0] if top else 0), *[widths[0]] * depth,
@@ -263,9 +266,8 @@ class HierarchicalVAE(LatentVariableModel):
         if noise is None:
             noise = self.draw_noise(k, batch, device=x.device)
         k = noise.shape[0]
-        features = self._bottom_up(y) if cache is None else cache
-        if k > 1:  # every sample of an example sees its features: rows (k B) of 2-d matrices
-            features = [f.expand(k, *f.shape).reshape(k * batch, -1) for f in features]
+        # every sample of an example sees its features: rows (k B) of 2-d matrices
+        features = repeat_for_samples(self._bottom_up(y) if cache is None else cache, k)
         eps = list(noise.reshape(k * batch, -1).split(self.latent_groups, dim=-1))
         draws, _, dec_in = self._posterior_pass(features, eps)
         params = self.decoder(dec_in)  # (k B, *param_shape)

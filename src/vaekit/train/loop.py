@@ -13,7 +13,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -60,26 +60,28 @@ from vaekit.train.checkpoint import (
 )
 from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from vaekit.train.ema import WeightAverage
+from vaekit.train.faults import MAX_CONSECUTIVE_SKIPS, FaultRecovery, TrainingDiverged
 from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, resume_segments
 
-#: Consecutive non-finite steps before rolling back to the last snapshot at half the rate.
-MAX_CONSECUTIVE_SKIPS = 10
 #: On a GPU the host reads the steps' skip flags and the stop flag every this many steps:
 #: reading a device tensor waits for the whole queue, which at small batches costs more than
 #: the step. On a CPU reading costs nothing, so it looks at every step.
 GPU_CHECK_EVERY = 50
 CPU_CHECK_EVERY = 1
-MAX_ROLLBACKS = 3
 #: What `Trainer.train_epoch` ends with.
 DONE, STOPPED, ROLLED_BACK = "done", "stopped", "rolled back"
+__all__ = ["MAX_CONSECUTIVE_SKIPS", "LossModule", "Trainer", "TrainingDiverged",
+           "TrainingInterrupted"]
+
+
+def _too_early_to_judge(epoch: int, kl_warmup: int) -> bool:
+    """Whether it is too early to call a group switched off: during the KL warm-up, and in the
+    first epochs, a group may still come on."""
+    return epoch < max(kl_warmup, 3)
 
 
 class TrainingInterrupted(VaekitError):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
-
-
-class TrainingDiverged(VaekitError):
-    """The loss stayed NaN/Inf through every rollback."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -137,7 +139,7 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
             signal.signal(signum, h)
 
 
-class Trainer:
+class Trainer(FaultRecovery):
     """Trains `config` on `data`, writing the run directory `run_dir` (rank 0 only)."""
 
     def __init__(self, config: Config, data: Dataset, run_dir: Path | None = None,
@@ -201,6 +203,7 @@ class Trainer:
         # on the device, like the training data: validation copies nothing per epoch
         self.val_x = prepare_eval_data(data.val, self.binarize, self.dequantize).to(self.device)
         self.best_weights: dict[str, Tensor] | None = None
+        self._switched_off: set[int] = set()  # latent groups already reported as switched off
         self.last_good: Snapshot | None = None
 
         if self.model.standardize is not None:
@@ -307,50 +310,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
-    def _snapshot(self) -> Snapshot:
-        """The whole trainer state: weights, optimiser, data position and permutation, the
-        epoch's partial sums, the generators."""
-        s = self.state
-        return Snapshot(copy.deepcopy(self.model.state_dict()),
-                        copy.deepcopy(self.optimizer.state_dict()),
-                        (s.epoch, s.step_in_epoch, s.global_step), list(s.schedule),
-                        self.epoch_perm, self.epoch_stats.clone(),
-                        (torch.get_rng_state(), self.perm_generator.get_state(),
-                         self.noise_generator.get_state()),
-                        self.ema.copy() if self.ema is not None else None)
-
-    def _restore(self, snap: Snapshot) -> None:
-        """Back to `snap`; the fault counters and the learning-rate scale stay as they are."""
-        self.model.load_state_dict(snap.model)
-        self.optimizer.load_state_dict(snap.optim)
-        if self.ema is not None and snap.ema is not None:
-            self.ema.load(snap.ema)
-        s = self.state
-        s.epoch, s.step_in_epoch, s.global_step = snap.position
-        s.schedule = list(snap.schedule)
-        s.consecutive_skips = 0
-        self.epoch_perm = snap.epoch_perm  # never changed in place: a new epoch draws anew
-        self.epoch_stats.copy_(snap.epoch_stats)
-        torch.set_rng_state(snap.rng[0])
-        self.perm_generator.set_state(snap.rng[1])
-        self.noise_generator.set_state(snap.rng[2])
-
-    def _rollback(self, reason: str) -> None:
-        """Restore the last snapshot and halve the learning rate; stop after MAX_ROLLBACKS."""
-        s = self.state
-        s.rollbacks += 1
-        if s.rollbacks > MAX_ROLLBACKS or self.last_good is None:
-            raise TrainingDiverged(
-                f"training diverged: {reason} for {MAX_CONSECUTIVE_SKIPS} steps in a row, even "
-                f"after {MAX_ROLLBACKS} rollbacks at lower learning rates (now "
-                f"{self.config.lr * s.lr_scale:.3g}). Likely causes: a learning rate too high "
-                "(try --lr 1e-4), a Gaussian likelihood whose variance collapsed (try "
-                "--variance fixed), or extreme input values (standardise the data)")
-        self._restore(self.last_good)
-        s.lr_scale *= 0.5
-        self._log(f"warning: {reason} for {MAX_CONSECUTIVE_SKIPS} steps in a row; rolled back to "
-                  f"{self.last_good.where()} with the learning rate halved (x{s.lr_scale:g})")
-
     def _log(self, message: str) -> None:
         if self.dist.is_main:
             tqdm.write(message, file=sys.stderr)
@@ -451,74 +410,12 @@ class Trainer:
         bar.close()
         return DONE
 
-    def _flag_non_finite(self, loss: Tensor) -> Tensor:
-        """Clip the gradient norm to --grad-clip, and set the step's flag (a 0-d tensor that
-        stays on the device) to 1 if a gradient or the loss is NaN/Inf, or the norm is above
-        --skip-threshold. Without either, one fused non-finite check replaces the norm (5x
-        cheaper). Under DDP only the gradients count: they are averaged over the processes, so
-        every process reaches the same flag (a non-finite local loss makes them non-finite)."""
-        bad = self._bad_step
-        clip, threshold = self.config.grad_clip, self.config.skip_threshold
-        if clip > 0 or threshold > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self._params, clip if clip > 0 else math.inf)
-            bad.copy_(~torch.isfinite(norm))
-            if threshold > 0:
-                bad.logical_or_(norm > threshold)
-            if not self.dist.enabled:
-                bad.logical_or_(~torch.isfinite(loss.detach()))
-        else:
-            checked = [p.grad for p in self._params if p.grad is not None]
-            loss_joins = not self.dist.enabled and all(g.dtype == loss.dtype for g in checked[:1])
-            if loss_joins:  # the check scales in place by 1: harmless to a spent loss
-                checked.append(loss.detach())
-            bad.zero_()
-            torch._amp_foreach_non_finite_check_and_unscale_(checked, bad, self._one)
-            if not (loss_joins or self.dist.enabled):
-                bad.logical_or_(~torch.isfinite(loss.detach()))
-        return bad
-
     def _agree_to_stop(self, stop: dict[str, int]) -> bool:
         """Whether a signal asked this or any other process to stop (one all-reduce)."""
         if not self.dist.enabled:
             return stop["signal"] != 0
         flag = torch.full((), float(stop["signal"] != 0), device=self.device)
         return bool(all_reduce_sum(flag, self.dist).item() > 0)
-
-    def _read_fault_flags(self, unread: tuple[int, int], step: int) -> bool:
-        """The host's look, every `check_every` steps, at the skip flags of the steps of this
-        epoch from `unread` = (step in the epoch, global steps before it) to `step`: one read
-        of the device. Returns whether it rolled back."""
-        first, before = unread
-        flags = self._fault_flags[first % self.check_every:step % self.check_every + 1].tolist()
-        return self._record_faults(flags, before + 1)
-
-    def _record_faults(self, flags: Sequence[float], first_step: int) -> bool:
-        """Take in the skip flags of consecutive steps, the first being step `first_step` of the
-        run (counting from 1); warn at the run's first fault, naming its step, and roll back
-        where a run of skips, continued from earlier looks, reaches MAX_CONSECUTIVE_SKIPS
-        (whether or not it is still going). Returns whether it rolled back."""
-        s = self.state
-        if not any(flags):
-            s.consecutive_skips = 0
-            return False
-        run, longest, skipped, first_fault = s.consecutive_skips, 0, 0, 0
-        for i, flag in enumerate(flags):
-            run = run + 1 if flag else 0
-            longest = max(longest, run)
-            if flag:
-                skipped += 1
-                first_fault = first_fault or first_step + i
-        if s.skipped == 0:
-            self._log(f"warning: non-finite loss or gradient at step {first_fault}; update "
-                      "skipped (skips are counted in metrics.jsonl)")
-        s.skipped += skipped
-        s.consecutive_skips = run
-        if longest >= MAX_CONSECUTIVE_SKIPS:
-            self._rollback("the loss or gradient was NaN/Inf" + (
-                " (or the gradient norm above --skip-threshold)"
-                if self.config.skip_threshold else ""))
-            return True
-        return False
 
     def validate(self) -> dict[str, Any]:
         """The validation ELBO, its parts, the KL and the active units of each latent group
@@ -575,11 +472,31 @@ class Trainer:
                                               f"at {where}; a checkpoint was written{hint}")
                 self._end_epoch(start)
                 start = time.perf_counter()
+                if self._out_of_time():
+                    break
         barrier(self.dist)
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
         return self.model
+
+    def _out_of_time(self) -> bool:
+        """Whether --time-limit leaves no room for another epoch as long as the last one: the
+        run's training seconds so far (metrics.jsonl's, across resumes) plus the last epoch's.
+        Every process takes rank 0's answer."""
+        limit = self.config.time_limit * 60
+        if not limit or self.state.epoch >= self.config.epochs:
+            return False
+        spent = sum(float(row.get("seconds", 0.0)) for row in self.state.history)
+        last = float(self.state.history[-1].get("seconds", 0.0)) if self.state.history else 0.0
+        stop = torch.full((), float(spent + last > limit and self.dist.is_main),
+                          device=self.device)
+        if not all_reduce_sum(stop, self.dist).item():
+            return False
+        self._log(f"--time-limit {self.config.time_limit:g} min: stopping after epoch "
+                  f"{self.state.epoch} ({spent / 60:.1f} min of training); resume with: vaekit "
+                  f"train --resume {self.run_dir} --time-limit MINUTES")
+        return True
 
     def _fit_schedule(self, restart: bool) -> None:
         """After a resume that changes --epochs, the learning-rate schedule's new segment: the
@@ -628,5 +545,26 @@ class Trainer:
             self._save_best()
         if self.dist.is_main and self.progress:
             val = f"  val ELBO {row['val_elbo']:.3f}" if "val_elbo" in row else ""
+            groups = ""
+            if len(row.get("val_kl_groups", ())) > 1:
+                groups = "  KL|units per group " + " ".join(
+                    f"{kl:.1f}|{units}" for kl, units in zip(
+                        row["val_kl_groups"], row["val_active_units"], strict=True))
             tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train ELBO {row['train_elbo']:.3f}"
-                       f"{val}  ({seconds:.1f}s)", file=sys.stderr)
+                       f"{val}{groups}  ({seconds:.1f}s)", file=sys.stderr)
+        self._warn_switched_off(row)
+
+    def _warn_switched_off(self, row: dict[str, Any]) -> None:
+        """Once per group: a latent group with no active unit and almost no KL has switched off
+        (posterior collapse), which deep hierarchies are prone to."""
+        kls, units = row.get("val_kl_groups", ()), row.get("val_active_units", ())
+        if len(kls) < 2 or _too_early_to_judge(self.state.epoch, self.config.kl_warmup):
+            return
+        warned = self._switched_off
+        for group, (kl, active) in enumerate(zip(kls, units, strict=True), start=1):
+            if active == 0 and kl < 0.1 and group not in warned:
+                warned.add(group)
+                self._log(f"warning: latent group {group} has switched off after epoch "
+                          f"{self.state.epoch} (KL {kl:.3f} nats, no active unit): the model "
+                          "does not use it. Remedies: --free-bits (a floor per group), "
+                          "--kl-warmup, fewer or smaller groups")

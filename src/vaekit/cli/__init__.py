@@ -1,0 +1,52 @@
+"""The `vaekit` command line: train | evaluate | sample | reconstruct | encode | interpolate |
+score | info. Bad input ends with a one- or two-line message and exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from vaekit.cli.commands import (
+    cmd_encode,
+    cmd_evaluate,
+    cmd_info,
+    cmd_interpolate,
+    cmd_reconstruct,
+    cmd_sample,
+    cmd_score,
+    cmd_train,
+    describe_model,
+)
+from vaekit.cli.parser import DEFAULT_EVAL_K, build_parser, merge_config_values
+from vaekit.errors import VaekitError
+
+__all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entry", "main",
+           "merge_config_values"]
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
+            "reconstruct": cmd_reconstruct, "encode": cmd_encode,
+            "interpolate": cmd_interpolate, "score": cmd_score, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run one vaekit command; `own_process`: the process is vaekit's own (see `entry`)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.own_process = own_process
+    try:
+        return COMMANDS[args.command](args)
+    except VaekitError as e:
+        from vaekit.train.loop import TrainingInterrupted
+
+        print(f"vaekit: {'stopped' if isinstance(e, TrainingInterrupted) else 'error'}: {e}",
+              file=sys.stderr)
+        return 130 if isinstance(e, TrainingInterrupted) else 2
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> int:
+    """The `vaekit` program (console script, `python -m vaekit`, torchrun): `main` in a process
+    of its own, which may take process-wide settings that a call from Python must not."""
+    return main(own_process=True)
