@@ -100,10 +100,13 @@ class GroupDraw:
             dmu2 = dmu2 * torch.exp(-self.log_var_p)
         return 0.5 * (dmu2 + torch.exp(self.dlog_var) - 1 - self.dlog_var).sum(-1)
 
+    def log_var_q(self) -> Tensor:
+        """log sigma_q^2 = log sigma_p^2 + dlogvar, (N, size)."""
+        return self.dlog_var if self.log_var_p is None else self.log_var_p + self.dlog_var
+
     def log_q(self) -> Tensor:
         """log q(z_l | z_>l, x) at z_l = mu_q + sigma_q eps, (N,)."""
-        log_var_q = self.dlog_var if self.log_var_p is None else self.log_var_p + self.dlog_var
-        return -0.5 * (self.eps * self.eps + log_var_q + _LOG_2PI).sum(-1)
+        return -0.5 * (self.eps * self.eps + self.log_var_q() + _LOG_2PI).sum(-1)
 
     def log_p(self) -> Tensor:
         """log p(z_l | z_>l) at the same z_l, (N,): (z_l - mu_p) / sigma_p =
@@ -161,7 +164,74 @@ class HierarchicalTerms(LogWeightTerms):
         return torch.stack(self.kl_groups, dim=-1)  # (B, groups)
 
 
-class HierarchicalVAE(LatentVariableModel):
+class TopDownVAE(LatentVariableModel):
+    """What every top-down hierarchy shares: the contract's methods on two passes that each
+    family defines,
+
+    - `_bottom_up(y)`: the deterministic features of y (B, *event) that the posteriors read;
+    - `_top_down(n, features, eps, given, temperature)`: the top-down path for n rows. With
+      `features` (n rows each), z_g ~ q(z_g | z_>g, x) drawn with eps_g; without, z_g ~
+      p(z_g | z_>g) with eps_g scaled by `temperature`, or the latents `given`. eps, the given
+      latents and the returned draws and samples are per group, flat (n, size_g), in the order
+      of `latent_groups`; the last result is the likelihood's parameters (n, *param_shape).
+    """
+
+    def _bottom_up(self, y: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    def _top_down(self, n: int, features: list[Tensor] | None, eps: list[Tensor],
+                  given: list[Tensor] | None = None, temperature: float = 1.0
+                  ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
+        raise NotImplementedError
+
+    def _split(self, flat: Tensor) -> list[Tensor]:
+        """(n, latent_dim) -> the groups' (n, size_g)."""
+        return list(flat.split(self.latent_groups, dim=-1))
+
+    def inference_cache(self, x: Tensor) -> list[Tensor]:
+        """The bottom-up features of x: one pass for every chunk of samples."""
+        return self._bottom_up(self.to_model_units(x))
+
+    def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
+              cache: Any = None) -> HierarchicalTerms:
+        y = self.to_model_units(x)  # what the networks see
+        batch = x.shape[0]
+        if noise is None:
+            noise = self.draw_noise(k, batch, device=x.device)
+        k = noise.shape[0]
+        # every sample of an example sees its features: rows (k B), sample-major
+        features = repeat_for_samples(self._bottom_up(y) if cache is None else cache, k)
+        draws, _, params = self._top_down(k * batch, features,
+                                          self._split(noise.reshape(k * batch, -1)))
+        log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
+        return HierarchicalTerms(log_px_z, draws)
+
+    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> DiagonalNormal:
+        """The groups' posteriors along the posterior means, q(z_g | z_>g = their means, x),
+        concatenated into one diagonal Gaussian over (B, latent_dim)."""
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            features = self.inference_cache(self.as_input(x, "encode"))
+            n = len(features[0])
+            zeros = [features[0].new_zeros(n, size) for size in self.latent_groups]
+            draws, zs, _ = self._top_down(n, features, zeros)
+            return DiagonalNormal(torch.cat(zs, -1), torch.cat([d.log_var_q() for d in draws],
+                                                               -1))
+
+    def decoder_params(self, z: Tensor) -> Tensor:
+        batch = z.shape[:-1]
+        flat = z.reshape(-1, z.shape[-1])
+        _, _, params = self._top_down(len(flat), None, [], given=self._split(flat))
+        return params.reshape(*batch, *params.shape[1:])
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0) -> Tensor:
+        """Ancestral sampling from the top: z_g = mu_p + T sigma_p eps."""
+        eps = torch.randn(n, self.latent_dim, generator=generator, device=self._device())
+        _, zs, _ = self._top_down(n, None, self._split(eps), temperature=temperature)
+        return torch.cat(zs, -1)
+
+
+class HierarchicalVAE(TopDownVAE):
     """A top-down hierarchical VAE of dense layers (see the module's docstring).
 
     Example:
@@ -198,8 +268,6 @@ class HierarchicalVAE(LatentVariableModel):
                  math.prod(param_shape)], activation, final_activation=False),
             Unflatten(param_shape))
 
-    # ------------------------------------------------------------------ the passes
-
     def _bottom_up(self, y: Tensor) -> list[Tensor]:
         """The features d_1, ..., d_L of y (B, *event), each (B, width_l)."""
         h, features = self.flatten(y), []
@@ -208,103 +276,39 @@ class HierarchicalVAE(LatentVariableModel):
             features.append(h)
         return features
 
-    def _state(self, i: int, z_above: Tensor, state: Tensor | None) -> Tensor:
-        """s_i from z_{i+1} and s_{i+1} (None below the top group)."""
-        return self.top_down[i](z_above if state is None else torch.cat([z_above, state], -1))
-
-    def _prior(self, i: int, state: Tensor) -> tuple[Tensor, Tensor]:
-        mu, log_var = self.prior_heads[i](state).chunk(2, dim=-1)
-        return mu, soft_clamp(log_var, PRIOR_LOG_VAR_BOUND)
-
-    def _posterior_pass(self, features: list[Tensor], eps: list[Tensor]
-                        ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
-        """Top-down with z_l ~ q(z_l | z_>l, x) drawn with eps_l (N, size_l); features (N, w_l).
-        Returns the groups' draws (bottom first), the samples and the decoder's input."""
-        top = len(features) - 1
-        draws: list[GroupDraw | None] = [None] * (top + 1)
-        zs: list[Tensor | None] = [None] * (top + 1)
+    def _top_down(self, n: int, features: list[Tensor] | None, eps: list[Tensor],
+                  given: list[Tensor] | None = None, temperature: float = 1.0
+                  ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
+        """From the top group down (the groups are numbered from the data up): s_l from
+        (z_{l+1}, s_{l+1}), the prior from s_l (N(0, I) for the top), the posterior from
+        (s_l, d_l) relative to it; the decoder reads (z_1, s_1)."""
+        top = len(self.latent_groups) - 1
+        draws: list[GroupDraw] = []
+        zs: list[Tensor] = []
         state: Tensor | None = None
-        z_above: Tensor | None = None
         for i in range(top, -1, -1):
-            if i == top:
-                dmu, dlog_var = self.posterior_heads[i](features[i]).chunk(2, dim=-1)
-                dlog_var = soft_clamp(dlog_var, POSTERIOR_LOG_VAR_BOUND)
-                mu_p = log_var_p = None
-                mu_q, log_var_q = dmu, dlog_var
-            else:
-                assert z_above is not None
-                state = self._state(i, z_above, state)
-                mu_p, log_var_p = self._prior(i, state)
-                dmu, dlog_var = self.posterior_heads[i](
-                    torch.cat([state, features[i]], -1)).chunk(2, dim=-1)
-                dlog_var = soft_clamp(dlog_var, POSTERIOR_LOG_VAR_BOUND)
-                mu_q, log_var_q = mu_p + dmu, log_var_p + dlog_var
-            z = mu_q + torch.exp(0.5 * log_var_q) * eps[i]  # (N, size_i)
-            draws[i] = GroupDraw(log_var_p, dmu, dlog_var, eps[i])
-            zs[i] = z_above = z
-        assert z_above is not None
-        dec_in = z_above if state is None else torch.cat([z_above, state], -1)
-        return [d for d in draws if d is not None], [z for z in zs if z is not None], dec_in
-
-    def _decoder_input(self, zs: list[Tensor]) -> Tensor:
-        """The top-down path for given latents (bottom first): the decoder's input."""
-        state: Tensor | None = None
-        for i in range(len(zs) - 2, -1, -1):
-            state = self._state(i, zs[i + 1], state)
-        return zs[0] if state is None else torch.cat([zs[0], state], -1)
-
-    # ------------------------------------------------------------------ the contract
-
-    def inference_cache(self, x: Tensor) -> list[Tensor]:
-        """The bottom-up features of x: one pass for every chunk of samples."""
-        return self._bottom_up(self.to_model_units(x))
-
-    def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
-              cache: Any = None) -> HierarchicalTerms:
-        y = self.to_model_units(x)  # what the networks see
-        batch = x.shape[0]
-        if noise is None:
-            noise = self.draw_noise(k, batch, device=x.device)
-        k = noise.shape[0]
-        # every sample of an example sees its features: rows (k B) of 2-d matrices
-        features = repeat_for_samples(self._bottom_up(y) if cache is None else cache, k)
-        eps = list(noise.reshape(k * batch, -1).split(self.latent_groups, dim=-1))
-        draws, _, dec_in = self._posterior_pass(features, eps)
-        params = self.decoder(dec_in)  # (k B, *param_shape)
-        log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
-        return HierarchicalTerms(log_px_z, draws)
-
-    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> DiagonalNormal:
-        """The groups' posteriors along the posterior means: q(z_l | z_>l = their means, x),
-        concatenated (bottom first) into one diagonal Gaussian over (B, latent_dim)."""
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            features = self.inference_cache(self.as_input(x, "encode"))
-            zeros = [features[0].new_zeros(len(features[0]), s) for s in self.latent_groups]
-            draws, zs, _ = self._posterior_pass(features, zeros)
-            log_vars = [d.dlog_var if d.log_var_p is None else d.log_var_p + d.dlog_var
-                        for d in draws]
-            return DiagonalNormal(torch.cat(zs, -1), torch.cat(log_vars, -1))
-
-    def decoder_params(self, z: Tensor) -> Tensor:
-        batch = z.shape[:-1]
-        zs = list(z.reshape(-1, z.shape[-1]).split(self.latent_groups, dim=-1))
-        params = self.decoder(self._decoder_input(zs))
-        return params.reshape(*batch, *params.shape[1:])
-
-    def sample_latents(self, n: int, generator: torch.Generator | None = None,
-                       temperature: float = 1.0) -> Tensor:
-        """Ancestral sampling from the top: z_l = mu_p + T sigma_p eps."""
-        device = self._device()
-        eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        eps = (temperature * eps).split(self.latent_groups, dim=-1)
-        top = len(eps) - 1
-        zs: list[Tensor] = [eps[top]]
-        state: Tensor | None = None
-        for i in range(top - 1, -1, -1):
-            state = self._state(i, zs[0], state)
-            mu_p, log_var_p = self._prior(i, state)
-            zs.insert(0, mu_p + torch.exp(0.5 * log_var_p) * eps[i])
-        return torch.cat(zs, -1)
+            mu_p = log_var_p = None
+            if i < top:  # the state from the group above and its state
+                state = self.top_down[i](zs[0] if state is None else torch.cat([zs[0], state], -1))
+                mu_p, log_var_p = self.prior_heads[i](state).chunk(2, dim=-1)
+                log_var_p = soft_clamp(log_var_p, PRIOR_LOG_VAR_BOUND)
+            if given is not None:
+                z = given[i]
+            elif features is None:  # from the prior, at a temperature
+                z = temperature * eps[i]
+                if mu_p is not None and log_var_p is not None:
+                    z = mu_p + torch.exp(0.5 * log_var_p) * z
+            else:  # from the posterior, relative to the prior
+                head_in = features[i] if state is None else torch.cat([state, features[i]], -1)
+                dmu, dlog_var = self.posterior_heads[i](head_in).chunk(2, dim=-1)
+                draw = GroupDraw(log_var_p, dmu, soft_clamp(dlog_var, POSTERIOR_LOG_VAR_BOUND),
+                                 eps[i])
+                mu_q = dmu if mu_p is None else mu_p + dmu
+                z = mu_q + torch.exp(0.5 * draw.log_var_q()) * eps[i]  # (n, size_i)
+                draws.insert(0, draw)
+            zs.insert(0, z)
+        params = self.decoder(zs[0] if state is None else torch.cat([zs[0], state], -1))
+        return draws, zs, params
 
 
 def _join(sizes: tuple[int, ...]) -> str:

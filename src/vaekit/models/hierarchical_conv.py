@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaekit.distributions import DiagonalNormal, Likelihood
+from vaekit.distributions import Likelihood
 from vaekit.errors import ConfigError
-from vaekit.models.base import LatentVariableModel
 from vaekit.models.hierarchical import (
     POSTERIOR_LOG_VAR_BOUND,
     PRIOR_LOG_VAR_BOUND,
     GroupDraw,
-    HierarchicalTerms,
-    repeat_for_samples,
+    TopDownVAE,
     soft_clamp,
 )
 from vaekit.models.standardize import Standardize
@@ -95,7 +91,7 @@ class Block(nn.Module):
         return x + h if self.residual else h
 
 
-class ConvHierarchicalVAE(LatentVariableModel):
+class ConvHierarchicalVAE(TopDownVAE):
     """A top-down hierarchy of feature-map latents (see the module's docstring) for images
     (C, H, W) with H and W divisible by 2^(resolutions - 1)."""
 
@@ -150,8 +146,6 @@ class ConvHierarchicalVAE(LatentVariableModel):
             raise ConfigError(f"--model hvae-conv: the likelihood's parameters "
                               f"{likelihood.param_shape()} are not per pixel of {height}x{width}")
 
-    # ------------------------------------------------------------------ the passes
-
     def _bottom_up(self, y: Tensor) -> list[Tensor]:
         """The activations d_r at each resolution, (B, width_r, H_r, W_r)."""
         h = self.stem(y)
@@ -171,10 +165,8 @@ class ConvHierarchicalVAE(LatentVariableModel):
     def _top_down(self, n: int, features: list[Tensor] | None, eps: list[Tensor],
                   given: list[Tensor] | None = None, temperature: float = 1.0
                   ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
-        """The top-down path for n rows. With `features`: z_g ~ q drawn with eps_g; without:
-        z_g ~ p with eps_g scaled by `temperature`, or the latents `given`. eps and the returned
-        samples are flat (n, size_g), in the order of `self.order`. Returns the draws (with
-        features), the samples, and the likelihood's parameters."""
+        """The top-down path for n rows (see `TopDownVAE`); the groups in the order of
+        `self.order`, the lowest resolution first."""
         zc = self.options.latent_channels
         state = self.initial_state.expand(n, *self.initial_state.shape)
         draws, zs = [], []
@@ -202,48 +194,3 @@ class ConvHierarchicalVAE(LatentVariableModel):
             resolution -= 1
             state = self.decoder_ups[resolution](F.interpolate(state, scale_factor=2.0))
         return draws, zs, self.output(state)
-
-    # ------------------------------------------------------------------ the contract
-
-    def inference_cache(self, x: Tensor) -> list[Tensor]:
-        """The bottom-up activations of x: one pass for every chunk of samples."""
-        return self._bottom_up(self.to_model_units(x))
-
-    def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
-              cache: Any = None) -> HierarchicalTerms:
-        y = self.to_model_units(x)
-        batch = x.shape[0]
-        if noise is None:
-            noise = self.draw_noise(k, batch, device=x.device)
-        k = noise.shape[0]
-        features = repeat_for_samples(self._bottom_up(y) if cache is None else cache, k)
-        eps = list(noise.reshape(k * batch, -1).split(self.latent_groups, dim=-1))
-        draws, _, params = self._top_down(k * batch, features, eps)
-        log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
-        return HierarchicalTerms(log_px_z, draws)
-
-    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> DiagonalNormal:
-        """The groups' posteriors along the posterior means, flattened and concatenated (in the
-        top-down order) into one diagonal Gaussian over (B, latent_dim)."""
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            features = self.inference_cache(self.as_input(x, "encode"))
-            n = len(features[0])
-            zeros = [features[0].new_zeros(n, s) for s in self.latent_groups]
-            draws, zs, _ = self._top_down(n, features, zeros)
-            log_vars = [d.dlog_var if d.log_var_p is None else d.log_var_p + d.dlog_var
-                        for d in draws]
-            return DiagonalNormal(torch.cat(zs, -1), torch.cat(log_vars, -1))
-
-    def decoder_params(self, z: Tensor) -> Tensor:
-        batch = z.shape[:-1]
-        flat = z.reshape(-1, z.shape[-1])
-        given = list(flat.split(self.latent_groups, dim=-1))
-        _, _, params = self._top_down(len(flat), None, [], given=given)
-        return params.reshape(*batch, *params.shape[1:])
-
-    def sample_latents(self, n: int, generator: torch.Generator | None = None,
-                       temperature: float = 1.0) -> Tensor:
-        eps = torch.randn(n, self.latent_dim, generator=generator, device=self._device())
-        _, zs, _ = self._top_down(n, None, list(eps.split(self.latent_groups, dim=-1)),
-                                  temperature=temperature)
-        return torch.cat(zs, -1)
