@@ -68,7 +68,7 @@ def check_latent_fits(config: Config, data: Dataset) -> None:
     """Refuse a latent dimension above the data's: a code of D dimensions already holds any
     D-dimensional example, and the extra width only costs memory (and checkpoint size)."""
     data_dim = math.prod(data.event_shape)
-    if config.latent_dim > data_dim:
+    if config.model == "vae" and config.latent_dim > data_dim:  # a hierarchy's sizes are its own
         raise DataError(f"--latent-dim {config.latent_dim} is larger than the dimension of the "
                         f"data ({data_dim}: {data.name} examples of shape {data.event_shape}); "
                         f"use at most {data_dim}")
