@@ -38,9 +38,15 @@ def test_the_same_seed_gives_the_same_hierarchy(tmp_path: Path) -> None:
     assert [r["val_elbo"] for r in a.history] == [r["val_elbo"] for r in b.history]
 
 
+CONV = Config(model="hvae-conv", model_options={"hvae-conv": {
+    "widths": (8, 8), "groups": (1, 1), "latent_channels": 2}}, epochs=3, batch_size=50)
+
+
+@pytest.mark.parametrize("family", ["dense", "conv"])
 def test_a_hierarchy_with_a_weight_average_resumes_mid_epoch_bit_for_bit(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = HVAE.replace(ema=0.9, skip_threshold=1e6, free_bits=0.1)
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family: str) -> None:
+    config = (HVAE if family == "dense" else CONV).replace(ema=0.9, skip_threshold=1e6,
+                                                           free_bits=0.1)
     whole = _train(config, tmp_path / "whole")
     with monkeypatch.context() as m:
         m.setattr(loop.Trainer, "_agree_to_stop", lambda self, stop:
