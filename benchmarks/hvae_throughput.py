@@ -12,11 +12,11 @@ import argparse
 import json
 import math
 import platform
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from train_throughput import plain_loop_seconds  # beside this script
 
 import vaekit
 from vaekit.data import Dataset, binarize_fixed, load_dataset
@@ -94,22 +94,7 @@ def minimal_epoch_seconds(data: Dataset, case: dict, epochs: int, seed: int = 0)
     model = MinimalTopDown(case["latents"], case["widths"], ACT[case["activation"]])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     x_train, x_val = data.train.flatten(1), binarize_fixed(data.val).flatten(1)
-    batch = case["batch_size"]
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        perm = torch.randperm(len(x_train))
-        for i in range(len(x_train) // batch):
-            xb = torch.bernoulli(x_train[perm[i * batch:(i + 1) * batch]])
-            loss = model.neg_elbo(xb).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            _ = sum(float(model.neg_elbo(x_val[j:j + 1000]).sum())
-                    for j in range(0, len(x_val), 1000))
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return plain_loop_seconds(model.neg_elbo, opt, x_train, x_val, case["batch_size"], epochs)
 
 
 def vaekit_epoch_seconds(data: Dataset, case: dict, epochs: int) -> float:

@@ -192,3 +192,14 @@ def test_a_group_that_switches_off_is_reported_once(capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.count("latent group 2 has switched off after epoch 3") == 1
     assert "group 1" not in err
+
+
+def test_the_time_limit_stops_after_the_last_epoch_that_fits_and_the_run_resumes(
+        tmp_path: Path) -> None:
+    """A limit shorter than one epoch: the first epoch runs (its length is not known before),
+    then training stops cleanly; resuming with a limit that fits everything finishes it."""
+    run = tmp_path / "r"
+    result = _train(HVAE.replace(epochs=3, time_limit=1e-6), run)
+    assert len(result.history) == 1
+    resumed = vaekit.train(resume=run, time_limit=0.0, progress=False, pictures=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]

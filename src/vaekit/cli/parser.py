@@ -73,27 +73,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             default = f.default if f.default is not MISSING else None
             parser.add_argument(f"--{model}-{_flag(f.name)}", dest=f"{_OPTION}{model}:{f.name}",
                                 default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=_with_default(_option_help(spec.options, f.name), default))
+                                help=_with_default(f.metadata.get("help", ""), default))
 
 
 #: The prefix of the argparse destination of a model's own option: "model_option:MODEL:NAME".
 _OPTION = "model_option:"
-
-
-def _option_help(options: type, name: str) -> str:
-    """The comment above an options dataclass's field (its `#:` line), as the flag's help."""
-    import inspect
-
-    lines = inspect.getsource(options).splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith(f"{name}:"):
-            notes: list[str] = []
-            for previous in reversed(lines[:i]):
-                if not previous.strip().startswith("#:"):
-                    break
-                notes.insert(0, previous.strip()[2:].strip())
-            return " ".join(notes)
-    return ""
 
 
 def _with_default(help_text: str, default: Any) -> str:

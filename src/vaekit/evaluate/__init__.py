@@ -40,10 +40,10 @@ def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
     """The evaluation report of `vaekit evaluate`: mean nats per example and diagnostics
     (`compile` as in `log_likelihood`)."""
     start = time.perf_counter()
-    terms = dataset_elbo(model, x, seed=seed)
+    terms = dataset_elbo(model, x, seed=seed, units=True)
     ll = log_likelihood(model, x, k=k, chunk_rows=chunk_rows, seed=seed, progress=progress,
                         compile=compile)
-    kl_dims = kl_per_dimension(model, x, seed=seed)
+    kl_dims = kl_per_dimension(model, x, elbo_terms=terms)
     groups = active_units_per_group(model, x)
     report: dict[str, Any] = {
         "elbo": float(terms["elbo"].double().mean()),

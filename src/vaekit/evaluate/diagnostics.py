@@ -9,6 +9,7 @@ from torch.distributions import Independent, Normal
 
 from vaekit.distributions import diagonal_normal
 from vaekit.errors import VaekitError
+from vaekit.evaluate.elbo import dataset_elbo
 from vaekit.models import VAE, LatentVariableModel
 from vaekit.objectives import elbo
 from vaekit.posteriors import LOG_VAR_RANGE
@@ -40,24 +41,18 @@ def active_units_per_group(model: LatentVariableModel, x: Tensor,
     return [int(a.sum()) for a in active.split(model.latent_groups)]
 
 
-@torch.no_grad()
-def kl_per_dimension(model: LatentVariableModel, x: Tensor, batch_size: int = 1000,
-                     seed: int = 0) -> Tensor | None:
+def kl_per_dimension(model: LatentVariableModel, x: Tensor, seed: int = 0,
+                     elbo_terms: dict[str, Tensor] | None = None) -> Tensor | None:
     """Mean over x of the KL of each latent dimension (nats), where the model's KL splits into
     dimensions in closed form (a factorised Gaussian q and p; a hierarchy whose groups are single
-    dimensions); None otherwise. Dimensions near 0 nats are collapsed (unused)."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    total = torch.zeros(model.latent_dim, dtype=torch.float64)
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device)
-        noise = model.draw_noise(1, len(xb), generator=generator, device=device)
-        t = model.terms(xb, noise=noise, cache=model.inference_cache(xb))
-        units = t.kl_units()
-        if units is None or units.shape[-1] != model.latent_dim:
-            return None
-        total += units.double().sum(0).cpu()
-    return (total / max(len(x), 1)).float()
+    dimensions); None otherwise. Dimensions near 0 nats are collapsed (unused). `elbo_terms`:
+    `dataset_elbo(model, x, seed=seed, units=True)`, where the caller has it already."""
+    if elbo_terms is None:
+        elbo_terms = dataset_elbo(model, x, seed=seed, units=True)
+    units = elbo_terms.get("kl_units")
+    if units is None or units.shape[-1] != model.latent_dim:
+        return None
+    return units.double().mean(0).float() if len(units) else torch.zeros(model.latent_dim)
 
 
 def amortization_gap(model: LatentVariableModel, x: Tensor, steps: int = 500, lr: float = 0.02,

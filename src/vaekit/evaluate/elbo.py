@@ -12,9 +12,10 @@ from vaekit.objectives import elbo
 
 @torch.no_grad()
 def dataset_elbo(model: LatentVariableModel, x: Tensor, batch_size: int = 1000, seed: int = 0,
-                 k: int = 1) -> dict[str, Tensor]:
+                 k: int = 1, units: bool = False) -> dict[str, Tensor]:
     """Per-example ELBO, reconstruction and KL (each (N,), nats) over a whole tensor, and the KL
-    of each latent group, `kl_groups` (N, groups)."""
+    of each latent group, `kl_groups` (N, groups). With `units`, also `kl_units` (N, units),
+    the KL of each free-bits unit (`LogWeightTerms.kl_units`), where the model has them."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     if device.type == "cuda" and x.device.type == "cpu":
@@ -27,6 +28,10 @@ def dataset_elbo(model: LatentVariableModel, x: Tensor, batch_size: int = 1000, 
         t = model.terms(xb, noise=noise, cache=model.inference_cache(xb))
         out = elbo(t)
         out["kl_groups"] = torch.stack(t.kl_groups, dim=-1)  # (B, groups)
+        kl_units = t.kl_units() if units else None
+        if kl_units is not None:
+            out["kl_units"] = kl_units  # (B, units)
+            parts.setdefault("kl_units", [])
         for key in parts:
             parts[key].append(out[key].float().cpu())
     return {key: torch.cat(v) if v else torch.empty(0) for key, v in parts.items()}

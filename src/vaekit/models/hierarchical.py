@@ -24,7 +24,7 @@ z_1 and s_1. With one group this is the one-layer VAE; with latents (100, 50) an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,12 +48,12 @@ POSTERIOR_LOG_VAR_BOUND = 10.0
 class HierarchicalOptions:
     """The hierarchical model's own settings (flags --hvae-*)."""
 
-    #: the size of each latent group, from the data up: z_1 first, the top group last
-    latents: tuple[int, ...] = (64, 32, 16)
-    #: the width of each group's deterministic layers (bottom-up and top-down), same order
-    widths: tuple[int, ...] = (512, 256, 128)
-    #: dense layers per stage of each path
-    depth: int = 2
+    latents: tuple[int, ...] = field(default=(64, 32, 16), metadata={
+        "help": "the size of each latent group, from the data up: z_1 first, the top group last"})
+    widths: tuple[int, ...] = field(default=(512, 256, 128), metadata={
+        "help": "the width of each group's deterministic layers (bottom-up and top-down), "
+                "same order"})
+    depth: int = field(default=2, metadata={"help": "dense layers per stage of each path"})
 
     def check(self) -> None:
         if not self.latents:
@@ -140,21 +140,18 @@ class HierarchicalTerms(LogWeightTerms):
     @property
     def log_pz(self) -> Tensor:
         if self._log_pz is None:
-            self._log_pz = sum((d.log_p() for d in self.draws[1:]),
-                               self.draws[0].log_p()).view(self._shape)
+            self._log_pz = torch.stack([d.log_p() for d in self.draws]).sum(0).view(self._shape)
         return self._log_pz
 
     @property
     def log_qz(self) -> Tensor:
         if self._log_qz is None:
-            self._log_qz = sum((d.log_q() for d in self.draws[1:]),
-                               self.draws[0].log_q()).view(self._shape)
+            self._log_qz = torch.stack([d.log_q() for d in self.draws]).sum(0).view(self._shape)
         return self._log_qz
 
     @property
     def kl(self) -> Tensor:
-        kls = self._group_kls()
-        return sum(kls[1:], kls[0]).mean(0)  # (B,)
+        return torch.stack(self._group_kls()).sum(0).mean(0)  # (B,)
 
     @property
     def kl_groups(self) -> list[Tensor]:

@@ -17,7 +17,7 @@ dense family's (`GroupDraw`, `HierarchicalTerms`), on the maps flattened.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -39,14 +39,14 @@ from vaekit.models.standardize import Standardize
 class ConvHierarchicalOptions:
     """The convolutional hierarchy's own settings (flags --hvae-conv-*)."""
 
-    #: channels of the residual stream at each resolution, from the data's resolution down
-    widths: tuple[int, ...] = (32, 64, 64)
-    #: latent groups at each resolution, same order
-    groups: tuple[int, ...] = (1, 2, 2)
-    #: channels of each latent group's feature map
-    latent_channels: int = 8
-    #: residual bottleneck blocks per resolution on the bottom-up path
-    blocks: int = 1
+    widths: tuple[int, ...] = field(default=(32, 64, 64), metadata={
+        "help": "channels of the residual stream at each resolution, from the data's down"})
+    groups: tuple[int, ...] = field(default=(1, 2, 2), metadata={
+        "help": "latent groups at each resolution, same order"})
+    latent_channels: int = field(default=8, metadata={
+        "help": "channels of each latent group's feature map"})
+    blocks: int = field(default=1, metadata={
+        "help": "residual bottleneck blocks per resolution on the bottom-up path"})
 
     def check(self) -> None:
         for name in ("widths", "groups"):
