@@ -98,6 +98,10 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
     np.save(empty, np.zeros((0, 4)))
     objects = tmp / "obj.npy"
     np.save(objects, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    out_of_range = tmp / "range.npy"
+    np.save(out_of_range, np.full((10, 1, 8, 8), 2.0, dtype=np.float32))
+    nan_images = tmp / "nan_images.npy"
+    np.save(nan_images, np.full((10, 1, 8, 8), np.nan, dtype=np.float32))
     junk = tmp / "junk.npy"
     junk.write_bytes(b"\x93NUMPY garbage" * 3)
     empty_dir = tmp / "empty_dir"
@@ -177,6 +181,19 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
         ("negative skip threshold", ["train", "--skip-threshold", "-1"], "--skip-threshold"),
         ("negative temperature", ["sample", str(run), "--temperature", "-1", "-o",
                                   str(tmp / "t.png")], "--temperature"),
+        ("quality with neither run nor samples", ["quality"], "either a run directory or"),
+        ("quality: samples of the wrong shape", ["quality", "--samples", str(big), "--data",
+                                                 "digits"], "samples of shape (20, 4)"),
+        ("quality: samples out of range", ["quality", "--samples", str(out_of_range),
+                                           "--data", "digits"], "pixels lie in [0, 1]"),
+        ("quality: samples with NaN", ["quality", "--samples", str(nan_images), "--data",
+                                       "digits"], "NaN"),
+        ("quality: samples not .npy", ["quality", "--samples", str(tmp / "s.csv"), "--data",
+                                       "digits"], "expected a .npy file"),
+        ("quality: missing samples file", ["quality", "--samples", str(tmp / "none.npy"),
+                                           "--data", "digits"], "does not exist"),
+        ("quality: pickled samples", ["quality", "--samples", str(objects), "--data",
+                                      "digits"], "not a readable .npy array"),
     ]
 
 
@@ -219,7 +236,7 @@ def test_mnist_trains_from_its_idx_files(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- help texts
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "encode",
-                                     "interpolate", "score", "info"])
+                                     "interpolate", "score", "quality", "info"])
 def test_help_states_each_default_once_and_never_none(command: str) -> None:
     from vaekit.cli import build_parser
 

@@ -1,5 +1,6 @@
 """The `vaekit` command line: train | evaluate | sample | reconstruct | encode | interpolate |
-score | info. Bad input ends with a one- or two-line message and exit status 2, no traceback."""
+score | quality | info. Bad input ends with a one- or two-line message and exit status 2, no
+traceback."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from vaekit.cli.commands import (
     describe_model,
 )
 from vaekit.cli.parser import DEFAULT_EVAL_K, build_parser, merge_config_values
+from vaekit.cli.quality import cmd_quality
 from vaekit.errors import VaekitError
 
 __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entry", "main",
@@ -25,7 +27,8 @@ __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entr
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
             "reconstruct": cmd_reconstruct, "encode": cmd_encode,
-            "interpolate": cmd_interpolate, "score": cmd_score, "info": cmd_info}
+            "interpolate": cmd_interpolate, "score": cmd_score, "quality": cmd_quality,
+            "info": cmd_info}
 
 
 def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:

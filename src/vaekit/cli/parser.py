@@ -7,6 +7,7 @@ import argparse
 from dataclasses import MISSING, fields
 from typing import Any
 
+from vaekit.cli.quality import add_quality_parser
 from vaekit.config import (
     PRESETS,
     Config,
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1024)")
     add_compile(p)
     add_output(p, "scores.npy: one value per example")
+
+    add_quality_parser(sub, _positive_int, _temperature)
 
     p = sub.add_parser("info", help="what a run directory holds")
     p.add_argument("run", metavar="RUN", help="run directory")

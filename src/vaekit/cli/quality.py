@@ -1,0 +1,110 @@
+"""`vaekit quality`: sample quality of a run's model, or of any array of samples."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vaekit.errors import ConfigError, DataError
+
+QUALITY_FILE = "quality.json"
+
+
+def add_quality_parser(sub: Any, positive_int: Any, temperature: Any) -> None:
+    p = sub.add_parser(
+        "quality", help="sample quality: Fréchet distance, precision and recall against held-out "
+        "data, beside the training data's own (the reference floor)",
+        description="Draw N samples from RUN's model (or read --samples FILE.npy) and score "
+        "them against the first N examples of the split in a fixed feature network: a "
+        "classifier trained on the data's training split with a fixed recipe where the data "
+        "have labels, else a seeded random network. Numbers are comparable only within one "
+        "feature network; the report names it.")
+    p.add_argument("run", metavar="RUN", nargs="?", help="run directory (its data are the "
+                   "default --data; its report is saved there as quality.json)")
+    p.add_argument("--samples", metavar="FILE.npy", help="score these samples (N, *shape) "
+                   "instead of drawing from a run; uint8 images are read as levels / 255")
+    p.add_argument("--data", help="dataset name or .npy/.npz path (default: the run's)")
+    p.add_argument("--data-dir", help="directory of IDX files (default: the run's)")
+    p.add_argument("--split", choices=["val", "test"], default="test",
+                   help="held-out split to compare with (default: test)")
+    p.add_argument("--n", type=positive_int, default=10000,
+                   help="samples and held-out examples compared (default: 10000, or fewer "
+                   "where the split is smaller)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples (default: 0)")
+    p.add_argument("--temperature", type=temperature, default=1.0, metavar="T",
+                   help="the prior's noise scaled by T (default: 1)")
+    p.add_argument("--draw", action="store_true", help="score x ~ p(x|z) instead of its mean")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from vaekit.cli.commands import _check_device
+    from vaekit.data import load_dataset
+    from vaekit.io import atomic_write_json
+    from vaekit.quality import check_samples, feature_network, sample_quality
+    from vaekit.run import ARRAY_DATA, load_run, read_run_info
+
+    if (args.run is None) == (args.samples is None):
+        raise ConfigError("give either a run directory or --samples FILE.npy (not both)")
+    info = read_run_info(args.run) if args.run is not None else None
+    if args.data is None and (info is None or info.config.data == ARRAY_DATA):
+        raise ConfigError("--data is needed: the dataset the samples are compared with")
+    name = args.data or info.config.data  # type: ignore[union-attr]
+    data_dir = args.data_dir if args.data_dir is not None else (
+        info.config.data_dir if info is not None and args.data is None else None)
+    images = info.data.get("images") if info is not None else None
+    val_fraction = info.config.val_fraction if info is not None else 0.1
+    if args.split == "val" and val_fraction == 0:
+        raise DataError("--split val: the run has no validation split (val_fraction 0)")
+    data = load_dataset(name, data_dir, val_fraction, images=images)
+    if args.samples is not None:
+        path = Path(args.samples)
+        if path.suffix != ".npy":
+            raise DataError(f"--samples {path}: expected a .npy file")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"--samples {path} does not exist") from None
+        except (OSError, ValueError) as e:
+            raise DataError(f"--samples {path} is not a readable .npy array ({e})") from None
+        samples = check_samples(array, data, f"--samples {path}")
+        source: dict[str, Any] = {"samples_file": str(path)}
+    else:
+        device = _check_device(args.device)
+        model, _ = load_run(args.run, device=device)
+        if model.event_shape != data.event_shape:
+            raise DataError(f"the data has examples of shape {data.event_shape}, but the model "
+                            f"in {args.run} was trained on shape {model.event_shape}")
+        n = min(args.n, len(data.split(args.split)))
+        g = torch.Generator(device=device).manual_seed(args.seed)
+        draws = [model.sample(min(1000, n - i), generator=g, mean=not args.draw,
+                              temperature=args.temperature).cpu() for i in range(0, n, 1000)]
+        samples = check_samples(torch.cat(draws), data, f"samples of {args.run}")
+        source = {"run": str(args.run), "seed": args.seed, "temperature": args.temperature,
+                  "samples": "draws x ~ p(x|z)" if args.draw else "means of p(x|z)"}
+    net = feature_network(data, progress=not args.json)
+    report = {**source, **sample_quality(samples[:args.n], data, net, args.split)}
+    _print_report(report)
+    if args.run is not None:
+        atomic_write_json(Path(args.run) / QUALITY_FILE, report)
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    net = r["feature_network"]
+    what = f"classifier, test accuracy {net['test_accuracy']:.4f}" if net["kind"] == \
+        "classifier" else "untrained random network: the data have no labels"
+    print(f"{r['data']} {r['split']}: n={r['n']}, feature network {net['name']} ({what}), "
+          f"{r['seconds']:.1f}s")
+    print(f"  {'':<20} {'samples':>10} {'floor (train vs ' + r['split'] + ')':>24}")
+    for label, key in (("Fréchet distance", "fd"), ("precision", "precision"),
+                       ("recall", "recall")):
+        print(f"  {label:<20} {r[key]:>10.4f} {r['floor'][key]:>24.4f}")

@@ -1,0 +1,10 @@
+"""Sample quality: Fréchet distance and k-NN precision/recall in a fixed feature network."""
+
+from vaekit.quality.features import FeatureNetwork, classifier_features, random_features
+from vaekit.quality.frechet import GaussianStatistics, frechet_distance, frechet_distance_of
+from vaekit.quality.manifold import precision_recall
+from vaekit.quality.report import check_samples, feature_network, sample_quality
+
+__all__ = ["FeatureNetwork", "GaussianStatistics", "check_samples", "classifier_features",
+           "feature_network", "frechet_distance", "frechet_distance_of", "precision_recall",
+           "random_features", "sample_quality"]
