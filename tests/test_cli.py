@@ -98,6 +98,8 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
     np.save(empty, np.zeros((0, 4)))
     objects = tmp / "obj.npy"
     np.save(objects, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    ae_run = tmp / "ae"
+    assert main(["train", "--model", "ae", "--out", str(ae_run), *TINY]) == 0
     out_of_range = tmp / "range.npy"
     np.save(out_of_range, np.full((10, 1, 8, 8), 2.0, dtype=np.float32))
     nan_images = tmp / "nan_images.npy"
@@ -181,6 +183,19 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
         ("negative skip threshold", ["train", "--skip-threshold", "-1"], "--skip-threshold"),
         ("negative temperature", ["sample", str(run), "--temperature", "-1", "-o",
                                   str(tmp / "t.png")], "--temperature"),
+        ("evaluate on an autoencoder", ["evaluate", str(ae_run)], "has no likelihood, so no "
+         "ELBO"),
+        ("score with an autoencoder", ["score", str(ae_run), "-o", str(tmp / "s.npy")],
+         "no likelihood to score"),
+        ("sample an autoencoder", ["sample", str(ae_run), "-o", str(tmp / "s.png")],
+         "vaekit fit-prior"),
+        ("quality of an autoencoder", ["quality", str(ae_run)], "vaekit fit-prior"),
+        ("a prior for an autoencoder", ["train", "--model", "ae", "--prior", "mog"],
+         "--prior is an option of the one-layer model"),
+        ("free bits for an autoencoder", ["train", "--model", "ae", "--free-bits", "0.5"],
+         "--free-bits does not apply to --model ae"),
+        ("the IWAE bound for an autoencoder", ["train", "--model", "ae", "--objective", "iwae"],
+         "no KL term and no likelihood"),
         ("quality with neither run nor samples", ["quality"], "either a run directory or"),
         ("quality: samples of the wrong shape", ["quality", "--samples", str(big), "--data",
                                                  "digits"], "samples of shape (20, 4)"),

@@ -205,8 +205,9 @@ def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
                                  data.bin_width if model.config.dequantize else None)
     device = next(model.parameters()).device
     if image_shape is not None:
-        g = torch.Generator(device=device).manual_seed(0)
-        plots.save_grid(model.sample(64, generator=g).cpu(), run_dir / "samples.png")
+        if model.can_sample:
+            g = torch.Generator(device=device).manual_seed(0)
+            plots.save_grid(model.sample(64, generator=g).cpu(), run_dir / "samples.png")
         x = held_out[:32]
         plots.save_reconstructions(x, model.reconstruct(x.to(device)).cpu(),
                                    run_dir / "reconstructions.png")

@@ -39,6 +39,11 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
 
 
+#: The fields of Config that describe a one-layer model's parts; a model's ModelSpec.reads
+#: names those that apply to it.
+ONE_LAYER_FIELDS = ("latent_dim", "hidden", "channels", "net", "posterior", "prior")
+
+
 def registry(field_name: str) -> dict[str, Any]:
     """The registry whose keys are the valid values of `field_name` (see REGISTRIES)."""
     module, name = REGISTRIES[field_name].split(":")
@@ -74,9 +79,9 @@ class Config:
         "gaussian likelihood; makes bits/dim a bound on the discrete likelihood)"))
     # --- model
     model: str = field(default="vae", metadata=_help(
-        "latent structure: vae (one layer: --latent-dim, --net, --prior, --posterior), hvae "
-        "(a top-down hierarchy of dense layers: --hvae-*) or hvae-conv (of feature maps, for "
-        "images: --hvae-conv-*)"))
+        "latent structure: vae (one layer: --latent-dim, --net, --prior, --posterior), ae (a "
+        "plain autoencoder: --latent-dim, --net; no likelihood), hvae (a top-down hierarchy of "
+        "dense layers: --hvae-*) or hvae-conv (of feature maps, for images: --hvae-conv-*)"))
     model_options: dict[str, Any] = field(default_factory=dict, metadata=_help(
         "the chosen model's own settings, as {MODEL: {OPTION: VALUE}} in a config file; on the "
         "command line --MODEL-OPTION"))
@@ -248,13 +253,17 @@ class Config:
         options = self.options()
         self.model_options = {} if options is None else {self.model: {
             f.name: _jsonable(getattr(options, f.name)) for f in fields(options)}}
-        if spec.vae_fields:
-            return
         defaults = {f.name: f.default for f in fields(Config)}
-        for name in ("latent_dim", "hidden", "channels", "net", "posterior", "prior"):
-            if getattr(self, name) != defaults[name]:
+        for name in ONE_LAYER_FIELDS:
+            if name not in spec.reads and getattr(self, name) != defaults[name]:
                 raise ConfigError(f"--{_flag(name)} is an option of the one-layer model (--model "
                                   f"vae); --model {self.model} takes --{self.model}-* options")
+        if not spec.has_likelihood:
+            for name in ("objective", "iw_samples", "beta", "free_bits", "kl_warmup"):
+                if getattr(self, name) != defaults[name]:
+                    raise ConfigError(f"--{_flag(name)} does not apply to --model {self.model}: "
+                                      "it has no KL term and no likelihood (it is trained on "
+                                      "reconstruction)")
 
     def model_dict(self) -> dict[str, Any]:
         return {name: _jsonable(getattr(self, name)) for name in self.MODEL_FIELDS}

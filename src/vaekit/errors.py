@@ -17,3 +17,8 @@ class ConfigError(VaekitError):
 
 class RunDirError(VaekitError):
     """A run directory that is missing, incomplete, corrupted or from another format version."""
+
+
+class NoLikelihoodError(VaekitError):
+    """A likelihood, or samples, asked of a model that has none (a plain autoencoder before a
+    density is fitted to its codes)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from vaekit.cli.parser import DEFAULT_EVAL_K, _config_from_args, merge_config_values
 from vaekit.config import PRESETS, Config, ConfigError
-from vaekit.errors import DataError
+from vaekit.errors import DataError, NoLikelihoodError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -44,7 +44,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if best is not None:
         score = best.get("val_elbo", best["train_elbo"])
         which = "validation" if "val_elbo" in best else "training"
-        print(f"best {which} ELBO {score:.3f} nats at epoch {best['epoch']}")
+        print(f"best {which} {result.model.objective_name} {score:.3f} nats at epoch "
+              f"{best['epoch']}")
     pictures = sorted(p.name for p in Path(str(result.run_dir)).glob("*.png"))
     print(f"run directory: {result.run_dir}")
     if pictures:
@@ -139,6 +140,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluate import amortization_gap, evaluate
 
     model, info, (x, data) = _eval_data(args)
+    if not model.has_likelihood:
+        raise NoLikelihoodError(f"{args.run} is a plain autoencoder: it has no likelihood, so no "
+                                f"ELBO, log p(x) or bits/dim; {_reconstruction_error(model, x)} "
+                                f"on {data.name} {args.split}")
     bin_width = info.data.get("dequantize")  # a continuous density on dequantized data
     report = evaluate(model, x, k=args.k, chunk_rows=args.chunk_rows, bin_width=bin_width,
                       seed=args.seed, progress=not args.json, compile=args.compile)
@@ -165,6 +170,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _reconstruction_error(model: Any, x: Any) -> str:
+    """The reconstruction error of an autoencoder on x, in words."""
+    import torch
+
+    device = next(model.parameters()).device
+    nll = squared = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), 1000):
+            batch = x[i:i + 1000].to(device)
+            nll -= float(model.terms(batch).log_px_z[0].double().sum())
+            squared += float((model.reconstruct(batch) - batch).double().pow(2).flatten(1)
+                             .sum(1).sum())
+    return (f"its reconstruction error is {nll / len(x):.3f} nats per example "
+            f"(-log p(x|f(x))), squared error {squared / len(x):.4f}")
 
 
 def _save_array_or_grid(array: Any, output: str, nrow: int = 8, image: bool = True) -> None:
@@ -197,6 +218,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     args.device = _check_device(args.device)
     _claim_output(args)
     model, info = load_run(args.run, device=args.device)
+    require_sampler(model, args.run)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     x = model.sample(args.n, generator=g, mean=not args.draw, temperature=args.temperature)
     _save_array_or_grid(x, args.output, image=bool(info.data.get("images", True)))
@@ -276,6 +298,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from vaekit.io import atomic_write_bytes
 
     model, _, (x, _) = _eval_data(args)
+    if not model.has_likelihood:
+        raise NoLikelihoodError(f"{args.run} is a plain autoencoder: it has no likelihood to "
+                                "score -log p(x) with; use `vaekit reconstruct` for its "
+                                "reconstruction error")
     if Path(args.output).suffix != ".npy":
         raise ConfigError(f"-o {args.output}: the file name must end in .npy")
     ll = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows,
@@ -293,6 +319,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from vaekit.models import MODELS
+    from vaekit.models.autoencoder import RECONSTRUCTION_OBJECTIVE
     from vaekit.run import read_metrics, read_run_info
 
     info = read_run_info(args.run)
@@ -314,17 +342,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         last = history[-1]
         best = last.get("best_epoch")
         val = [r for r in history if r.get("epoch") == best]
+        name = "ELBO" if MODELS[c.model].has_likelihood else RECONSTRUCTION_OBJECTIVE
         if val and "val_elbo" in val[0]:
-            print(f"  best validation ELBO {val[0]['val_elbo']:.3f} nats at epoch {best}")
-        print(f"  last epoch: train ELBO {last['train_elbo']:.3f}, "
+            print(f"  best validation {name} {val[0]['val_elbo']:.3f} nats at epoch {best}")
+        print(f"  last epoch: train {name} {last['train_elbo']:.3f}, "
               f"skipped steps {last.get('skipped_steps', 0)}")
     print(f"  files: {', '.join(sorted(p.name for p in run.iterdir()))}")
     return 0
 
 
+def require_sampler(model: Any, run: str) -> None:
+    """A clear error where the model has no prior to sample from (an autoencoder)."""
+    if not model.can_sample:
+        raise NoLikelihoodError(f"{run} is a plain autoencoder: it samples only through a "
+                                "density fitted to its codes; fit one with: vaekit fit-prior "
+                                f"{run} --kind mog --out {str(run).rstrip('/')}-mog")
+
+
 def describe_model(config: Config) -> str:
     """The model in a few words: its structure and latent sizes."""
     options = config.options()
+    if config.model == "ae":
+        return f"{config.net} autoencoder (no likelihood), latent {config.latent_dim}"
     if options is None:
         return f"{config.net} VAE, latent {config.latent_dim}"
     sizes = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"

@@ -44,7 +44,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vaekit.cli.commands import _check_device
+    from vaekit.cli.commands import _check_device, require_sampler
     from vaekit.data import load_dataset
     from vaekit.io import atomic_write_json
     from vaekit.quality import check_samples, feature_network, sample_quality
@@ -78,6 +78,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     else:
         device = _check_device(args.device)
         model, _ = load_run(args.run, device=device)
+        require_sampler(model, args.run)
         if model.event_shape != data.event_shape:
             raise DataError(f"the data has examples of shape {data.event_shape}, but the model "
                             f"in {args.run} was trained on shape {model.event_shape}")

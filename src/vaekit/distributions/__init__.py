@@ -22,6 +22,7 @@ from vaekit.distributions.likelihoods import (
     build_likelihood,
     likelihood_support,
 )
+from vaekit.distributions.point_mass import PointMass
 
 LIKELIHOODS["discretized-logistic"] = DiscretizedLogisticLikelihood
 LIKELIHOODS["logistic-mixture"] = LogisticMixtureLikelihood
@@ -36,6 +37,7 @@ __all__ = [
     "GaussianLikelihood",
     "Likelihood",
     "LogisticMixtureLikelihood",
+    "PointMass",
     "StandardNormal",
     "analytic_kl",
     "bits_per_dim",

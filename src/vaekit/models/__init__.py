@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vaekit.config import Config
+from vaekit.config import ONE_LAYER_FIELDS, Config
 from vaekit.distributions import build_likelihood
 from vaekit.errors import ConfigError
+from vaekit.models.autoencoder import Autoencoder
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.hierarchical import HierarchicalOptions, HierarchicalVAE
 from vaekit.models.hierarchical_conv import ConvHierarchicalOptions, ConvHierarchicalVAE
@@ -19,8 +20,8 @@ from vaekit.posteriors import build_posterior
 from vaekit.priors import build_prior
 from vaekit.terms import LogWeightTerms
 
-__all__ = ["MODELS", "VAE", "ConvHierarchicalOptions", "ConvHierarchicalVAE",
-           "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
+__all__ = ["MODELS", "ONE_LAYER_FIELDS", "VAE", "Autoencoder", "ConvHierarchicalOptions",
+           "ConvHierarchicalVAE", "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
            "LogWeightTerms", "ModelSpec", "OneLayerTerms", "Standardize", "build_model"]
 
 
@@ -28,13 +29,16 @@ __all__ = ["MODELS", "VAE", "ConvHierarchicalOptions", "ConvHierarchicalVAE",
 class ModelSpec:
     """A latent structure: `build(config, event_shape, options)` composes it; `options` is the
     dataclass of its own settings (flags --NAME-FIELD, config key model_options: {NAME: ...}),
-    or None; `vae_fields` says whether the one-layer fields (--latent-dim, --hidden, --prior,
-    --posterior, ...) apply to it."""
+    or None; `reads` names the one-layer fields (`ONE_LAYER_FIELDS`: --latent-dim, --hidden,
+    --prior, ...) that apply to it; `has_likelihood` is False for a model without a KL term
+    (the autoencoder), which refuses the objective's KL options."""
 
     build: Callable[[Config, tuple[int, ...], Any], LatentVariableModel]
     options: type | None = None
-    vae_fields: bool = False
+    reads: tuple[str, ...] = ()
+    has_likelihood: bool = True
     help: str = ""
+
 
 
 def _build_vae(config: Config, event_shape: tuple[int, ...], options: Any) -> VAE:
@@ -47,6 +51,17 @@ def _build_vae(config: Config, event_shape: tuple[int, ...], options: Any) -> VA
     prior = build_prior(config.prior, config.latent_dim, event_shape, config)
     return VAE(prior, posterior, decoder, likelihood, event_shape, config.latent_dim,
                _standardize(config, event_shape))
+
+
+def _build_autoencoder(config: Config, event_shape: tuple[int, ...],
+                       options: Any) -> Autoencoder:
+    body, features = build_encoder(config.net, event_shape, config.hidden, config.channels,
+                                   config.activation)
+    likelihood = build_likelihood(config.likelihood, event_shape, config)
+    decoder = build_decoder(config.net, likelihood.param_shape(), config.latent_dim,
+                            config.hidden, config.channels, config.activation)
+    return Autoencoder(body, features, decoder, likelihood, event_shape, config.latent_dim,
+                       _standardize(config, event_shape))
 
 
 def _build_hierarchical(config: Config, event_shape: tuple[int, ...],
@@ -68,8 +83,12 @@ def _standardize(config: Config, event_shape: tuple[int, ...]) -> Standardize | 
 
 #: The latent structures, by --model name: the one list of choices (Config validates against it).
 MODELS: dict[str, ModelSpec] = {
-    "vae": ModelSpec(_build_vae, None, vae_fields=True,
+    "vae": ModelSpec(_build_vae, None, reads=ONE_LAYER_FIELDS,
                      help="one latent layer (--latent-dim, --net, --prior, --posterior)"),
+    "ae": ModelSpec(_build_autoencoder, None, reads=("latent_dim", "hidden", "channels", "net"),
+                    has_likelihood=False,
+                    help="a plain autoencoder, the baseline: z = f(x), trained on "
+                         "reconstruction (--latent-dim, --net); no likelihood"),
     "hvae": ModelSpec(_build_hierarchical, HierarchicalOptions,
                       help="a top-down hierarchy of latent groups (--hvae-latents, "
                            "--hvae-widths, --hvae-depth)"),

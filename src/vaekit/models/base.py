@@ -50,6 +50,12 @@ class LatentVariableModel(nn.Module):
     take tensors or NumPy arrays of any float dtype, on any device, and build no autograd graph
     unless asked (`grad=True`); `terms` is the differentiable primitive that training uses."""
 
+    #: False for a model whose codes have no density (a plain autoencoder): no ELBO, no
+    #: log p(x), and samples only through a fitted prior
+    has_likelihood: bool = True
+    #: what its training objective is called in progress lines
+    objective_name: str = "ELBO"
+
     def __init__(self, likelihood: Likelihood, event_shape: tuple[int, ...],
                  latent_groups: tuple[int, ...], standardize: Standardize | None = None) -> None:
         super().__init__()
@@ -95,6 +101,11 @@ class LatentVariableModel(nn.Module):
                        temperature: float = 1.0) -> Tensor:
         """n latent vectors (n, latent_dim) from the prior, its noise scaled by `temperature`."""
         raise NotImplementedError
+
+    @property
+    def can_sample(self) -> bool:
+        """Whether `sample` has a prior to draw from (an autoencoder: once one is fitted)."""
+        return True
 
     # ------------------------------------------------------------------ given by the contract
 

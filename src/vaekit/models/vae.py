@@ -122,21 +122,8 @@ class VAE(LatentVariableModel):
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        temperature: float = 1.0) -> Tensor:
-        device = self._device()
-        p_z = self.prior(self.posterior)
-        eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        try:
-            z, _ = rsample_and_log_prob(p_z, temperature * eps)
-        except TypeError:  # no reparameterization (a mixture): torch's own sampler
-            if temperature != 1:
-                raise ValueError(f"sampling at a temperature needs a reparameterized prior; "
-                                 f"{type(p_z).__name__} has none") from None
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                if generator is not None:
-                    torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator,
-                                                        device=device)))
-                z = p_z.sample((n,))
-        return z
+        return draw_from_prior(self.prior(self.posterior), n, self.latent_dim, generator,
+                               temperature, self._device())
 
     def decoder_params(self, z: Tensor) -> Tensor:
         """The likelihood's parameters (*batch, *event) for latents z (*batch, latent_dim). The
@@ -177,3 +164,24 @@ class VAE(LatentVariableModel):
         # y broadcasts over k; the likelihood's log-density without building p(x|z)
         log_px_z = self.log_px_z(self.decoder_params(z), y)
         return OneLayerTerms(log_px_z, log_qz, z, q, p_z, noise)
+
+
+def draw_from_prior(p_z: Distribution, n: int, latent_dim: int,
+                    generator: torch.Generator | None, temperature: float,
+                    device: torch.device) -> Tensor:
+    """n draws (n, latent_dim) from p(z), reparameterized from standard-normal noise scaled by
+    `temperature`; a prior without reparameterization (a mixture) uses torch's own sampler,
+    seeded from `generator`, at temperature 1 only."""
+    eps = torch.randn(n, latent_dim, generator=generator, device=device)
+    try:
+        z, _ = rsample_and_log_prob(p_z, temperature * eps)
+    except TypeError:  # no reparameterization (a mixture): torch's own sampler
+        if temperature != 1:
+            raise ValueError(f"sampling at a temperature needs a reparameterized prior; "
+                             f"{type(p_z).__name__} has none") from None
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator,
+                                                    device=device)))
+            z = p_z.sample((n,))
+    return z

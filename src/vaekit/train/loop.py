@@ -544,13 +544,14 @@ class Trainer(FaultRecovery):
         if improved:  # after the checkpoint: a kill in between is repaired on resume
             self._save_best()
         if self.dist.is_main and self.progress:
-            val = f"  val ELBO {row['val_elbo']:.3f}" if "val_elbo" in row else ""
+            name = self.model.objective_name
+            val = f"  val {name} {row['val_elbo']:.3f}" if "val_elbo" in row else ""
             groups = ""
             if len(row.get("val_kl_groups", ())) > 1:
                 groups = "  KL|units per group " + " ".join(
                     f"{kl:.1f}|{units}" for kl, units in zip(
                         row["val_kl_groups"], row["val_active_units"], strict=True))
-            tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train ELBO {row['train_elbo']:.3f}"
+            tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train {name} {row['train_elbo']:.3f}"
                        f"{val}{groups}  ({seconds:.1f}s)", file=sys.stderr)
         self._warn_switched_off(row)
 
