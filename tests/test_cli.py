@@ -251,7 +251,8 @@ def test_mnist_trains_from_its_idx_files(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- help texts
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "encode",
-                                     "interpolate", "score", "quality", "info"])
+                                     "interpolate", "score", "quality", "fit-prior",
+                                     "info"])
 def test_help_states_each_default_once_and_never_none(command: str) -> None:
     from vaekit.cli import build_parser
 

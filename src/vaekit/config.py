@@ -85,6 +85,9 @@ class Config:
     model_options: dict[str, Any] = field(default_factory=dict, metadata=_help(
         "the chosen model's own settings, as {MODEL: {OPTION: VALUE}} in a config file; on the "
         "command line --MODEL-OPTION"))
+    fitted_prior: dict[str, Any] = field(default_factory=dict, metadata=_help(
+        "a prior fitted to the codes after training ({kind: gaussian|mog|flow, ...}), written "
+        "by vaekit fit-prior; empty for the model's own prior"))
     net: str = field(default="mlp", metadata=_help("encoder/decoder networks"))
     hidden: tuple[int, ...] = field(default=(512, 256), metadata=_help(
         "hidden layer widths, comma separated (mlp, and the dense layer of conv)"))
@@ -154,8 +157,8 @@ class Config:
 
     # Fields that describe the model's architecture (all that is needed to rebuild it).
     MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (
-        "model", "model_options", "net", "hidden", "channels", "activation", "latent_dim",
-        "likelihood", "variance",
+        "model", "model_options", "fitted_prior", "net", "hidden", "channels", "activation",
+        "latent_dim", "likelihood", "variance",
         "mixture_components", "posterior", "flow_steps", "standardize", "prior", "components",
         "pseudo_inputs")
 
@@ -258,6 +261,13 @@ class Config:
             if name not in spec.reads and getattr(self, name) != defaults[name]:
                 raise ConfigError(f"--{_flag(name)} is an option of the one-layer model (--model "
                                   f"vae); --model {self.model} takes --{self.model}-* options")
+        if self.fitted_prior:
+            from vaekit.fitted_priors import fitted_prior_options
+
+            if self.model not in ("vae", "ae"):
+                raise ConfigError(f"a fitted prior applies to one latent layer (--model vae or "
+                                  f"ae), not --model {self.model}")
+            fitted_prior_options(self.fitted_prior)
         if not spec.has_likelihood:
             for name in ("objective", "iw_samples", "beta", "free_bits", "kl_warmup"):
                 if getattr(self, name) != defaults[name]:

@@ -146,9 +146,9 @@ def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
-    """Append one row to metrics.jsonl and fsync it."""
-    path = run_dir / METRICS_FILE
+def append_metrics(run_dir: Path, row: dict[str, Any], name: str = METRICS_FILE) -> None:
+    """Append one row to metrics.jsonl (or the file `name`) and fsync it."""
+    path = run_dir / name
     try:
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -1,6 +1,6 @@
 """The `vaekit` command line: train | evaluate | sample | reconstruct | encode | interpolate |
-score | quality | info. Bad input ends with a one- or two-line message and exit status 2, no
-traceback."""
+score | quality | fit-prior | info. Bad input ends with a one- or two-line message and exit
+status 2, no traceback."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from vaekit.cli.commands import (
     cmd_train,
     describe_model,
 )
+from vaekit.cli.fit_prior import cmd_fit_prior
 from vaekit.cli.parser import DEFAULT_EVAL_K, build_parser, merge_config_values
 from vaekit.cli.quality import cmd_quality
 from vaekit.errors import VaekitError
@@ -28,6 +29,7 @@ __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entr
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
             "reconstruct": cmd_reconstruct, "encode": cmd_encode,
             "interpolate": cmd_interpolate, "score": cmd_score, "quality": cmd_quality,
+            "fit-prior": cmd_fit_prior,
             "info": cmd_info}
 
 

@@ -360,7 +360,15 @@ def require_sampler(model: Any, run: str) -> None:
 
 
 def describe_model(config: Config) -> str:
-    """The model in a few words: its structure and latent sizes."""
+    """The model in a few words: its structure, latent sizes and any fitted prior."""
+    words = _structure(config)
+    if config.fitted_prior:
+        words += (f", with a {config.fitted_prior['kind']} prior fitted to its codes "
+                  f"(vaekit fit-prior from {config.fitted_prior.get('source', '?')})")
+    return words
+
+
+def _structure(config: Config) -> str:
     options = config.options()
     if config.model == "ae":
         return f"{config.net} autoencoder (no likelihood), latent {config.latent_dim}"

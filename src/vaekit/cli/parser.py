@@ -7,6 +7,7 @@ import argparse
 from dataclasses import MISSING, fields
 from typing import Any
 
+from vaekit.cli.fit_prior import add_fit_prior_parser
 from vaekit.cli.quality import add_quality_parser
 from vaekit.config import (
     PRESETS,
@@ -56,7 +57,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Config field; values stay unset unless given, so a --config file can fill
     them and the command line wins over the file."""
     for f in fields(Config):
-        if f.name == "model_options":  # one flag per option of each model, below
+        if f.name in ("model_options", "fitted_prior"):  # per model, below; fit-prior's own
             continue
         choices = field_choices(f)
         help_text = f.metadata.get("help", "")
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_output(p, "scores.npy: one value per example")
 
     add_quality_parser(sub, _positive_int, _temperature)
+    add_fit_prior_parser(sub, _positive_int)
 
     p = sub.add_parser("info", help="what a run directory holds")
     p.add_argument("run", metavar="RUN", help="run directory")

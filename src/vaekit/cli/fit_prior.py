@@ -1,0 +1,53 @@
+"""`vaekit fit-prior`: a prior fitted to a trained model's codes, as a new run directory."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
+    from vaekit.fitted_priors import FITTED_PRIORS
+
+    kinds = "; ".join(f"{name}: {spec.help}" for name, spec in FITTED_PRIORS.items())
+    p = sub.add_parser(
+        "fit-prior", help="fit p(z) to a trained model's codes (encoder and decoder frozen) and "
+        "write a new run directory", description="A second stage: fit a prior to the codes of "
+        "RUN's training split, z ~ q(z|x) for a VAE, z = f(x) for an autoencoder, with the "
+        f"encoder and decoder frozen. Kinds: {kinds}. NEW_RUN is a run like any other "
+        "(sample, evaluate, quality, info).")
+    p.add_argument("run", metavar="RUN", help="the trained run (--model vae or ae)")
+    p.add_argument("--kind", required=True, help=f"the prior: {', '.join(FITTED_PRIORS)}")
+    p.add_argument("--out", required=True, metavar="NEW_RUN", help="the new run directory "
+                   "(must not exist, unless --resume)")
+    p.add_argument("--components", type=positive_int, default=10,
+                   help="mixture components of --kind mog (default: 10)")
+    p.add_argument("--flow-steps", type=positive_int, default=6,
+                   help="coupling steps of --kind flow (default: 6)")
+    p.add_argument("--epochs", type=positive_int, default=50,
+                   help="passes over the codes for a prior trained by gradient steps (flow) "
+                   "(default: 50)")
+    p.add_argument("--batch-size", type=positive_int, default=500,
+                   help="codes per step (default: 500)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the code draws and the fit "
+                   "(default: 0)")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished fit in NEW_RUN "
+                   "from its prior-checkpoint.safetensors")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def cmd_fit_prior(args: argparse.Namespace) -> int:
+    from vaekit.errors import ConfigError
+    from vaekit.fit_prior import fit_prior
+    from vaekit.fitted_priors import FITTED_PRIORS
+
+    if args.kind not in FITTED_PRIORS:
+        raise ConfigError(f"unknown --kind {args.kind!r}; choose from: "
+                          f"{', '.join(FITTED_PRIORS)}")
+    options = {name: getattr(args, name) for name in FITTED_PRIORS[args.kind].defaults}
+    out = fit_prior(args.run, args.kind, args.out, options=options, epochs=args.epochs,
+                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
+                    progress=not args.quiet)
+    print(f"run directory: {out}")
+    return 0

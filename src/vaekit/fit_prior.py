@@ -1,0 +1,191 @@
+"""The second stage: fit a prior to a trained model's codes and write a new run directory.
+
+    vaekit fit-prior RUN --kind gaussian|mog|flow --out NEW_RUN
+
+The encoder and decoder are frozen. The codes are draws z ~ q(z|x) of the training split for a
+VAE (fresh draws every epoch for a prior trained by gradient steps; binarized data as the run
+saw them, one fixed draw) and z = f(x) for an autoencoder. NEW_RUN is self-contained: the same
+config with a `fitted_prior` record, the weights with the new prior's, and the source run's
+training record, so `sample`, `evaluate`, `quality` and `info` take it like any other run.
+
+A prior trained by gradient steps (`flow`) keeps prior-checkpoint.safetensors in NEW_RUN after
+each epoch (its weights, Adam's state, the code generator's state); `--resume` continues from it
+exactly. config.json is written last: a NEW_RUN without it is an unfinished fit, never a run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.data import load_dataset, prepare_eval_data
+from vaekit.errors import ConfigError, RunDirError
+from vaekit.fitted_priors import (
+    FITTED_PRIORS,
+    FlowPriorFitted,
+    GaussianPrior,
+    MixturePriorFitted,
+    fitted_prior_options,
+    log_prob_nats,
+)
+from vaekit.io import atomic_write_bytes, atomic_write_json, load_tensors, save_tensors
+from vaekit.models import LatentVariableModel
+from vaekit.run import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RunInfo,
+    append_metrics,
+    load_run,
+    read_run_info,
+    save_weights,
+)
+from vaekit.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+
+PRIOR_CHECKPOINT = "prior-checkpoint.safetensors"
+PRIOR_METRICS = "prior_metrics.jsonl"
+
+
+class CodeSource:
+    """Codes (N, L) of the training split: fresh draws z ~ q(z|x) from a generator for a VAE,
+    the fixed z = f(x) of an autoencoder."""
+
+    def __init__(self, model: LatentVariableModel, x: Tensor, batch: int = 1000) -> None:
+        self.model, self.x, self.batch = model, x, batch
+        self._fixed: Tensor | None = None
+
+    @torch.no_grad()
+    def draw(self, generator: torch.Generator) -> Tensor:
+        if not self.model.has_likelihood:  # a point mass: the same codes every time
+            if self._fixed is None:
+                self._fixed = torch.cat([self.model.encode(self.x[i:i + self.batch]).mean
+                                         for i in range(0, len(self.x), self.batch)])
+            return self._fixed
+        draws = []
+        for i in range(0, len(self.x), self.batch):
+            q = self.model.encode(self.x[i:i + self.batch])
+            noise = torch.randn(1, len(q.mean), self.model.latent_dim, generator=generator)
+            draws.append(_rsample(q, noise)[0])
+        return torch.cat(draws)
+
+
+def _rsample(q: Any, noise: Tensor) -> Tensor:
+    from vaekit.distributions import rsample_and_log_prob
+
+    return rsample_and_log_prob(q, noise)[0]
+
+
+def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str, Any],
+              epochs: int = 50, batch_size: int = 500, lr: float = 1e-3, seed: int = 0,
+              resume: bool = False, progress: bool = True) -> Path:
+    """Fit the prior `kind` (a key of FITTED_PRIORS) to RUN's codes; write NEW_RUN `out`."""
+    run, out = Path(run), Path(out)
+    if kind not in FITTED_PRIORS:
+        raise ConfigError(f"unknown --kind {kind!r}; choose from: {', '.join(FITTED_PRIORS)}")
+    info = read_run_info(run)
+    if info.config.model not in ("vae", "ae"):
+        raise ConfigError(f"fit-prior fits p(z) of one latent layer (--model vae or ae); {run} "
+                          f"is --model {info.config.model}, whose prior is p(z_l | z_>l)")
+    _claim_run_dir(out, run, resume)
+    record = {"kind": kind, **options}
+    kind, options = fitted_prior_options(record)
+    model, _ = load_run(run)
+    model.requires_grad_(False)
+    data = load_dataset(info.config.data, info.config.data_dir, info.config.val_fraction,
+                        images=info.data.get("images"))
+    x = prepare_eval_data(data.train, info.data.get("binarize", "none"),
+                          info.data.get("dequantize"))
+    held_out = prepare_eval_data(data.test, info.data.get("binarize", "none"),
+                                 info.data.get("dequantize"))
+    codes, test_codes = CodeSource(model, x), CodeSource(model, held_out)
+    with torch.random.fork_rng(devices=[]):  # initial weights from the seed alone
+        torch.manual_seed(seed)
+        prior = FITTED_PRIORS[kind].build(model.latent_dim, options)
+    g = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(prior, GaussianPrior):
+        prior.fit(codes.draw(g))
+    elif isinstance(prior, MixturePriorFitted):
+        prior.fit(codes.draw(g), seed)
+    elif isinstance(prior, FlowPriorFitted):
+        _train_by_likelihood(prior, codes, out, epochs, batch_size, lr, g, resume, progress)
+    test_log_pz = log_prob_nats(prior, test_codes.draw(torch.Generator().manual_seed(seed + 1)))
+    if progress:
+        print(f"fitted a {kind} prior to {len(x)} codes of {run} in "
+              f"{time.perf_counter() - start:.1f}s: test codes' log p(z) {test_log_pz:.3f} nats",
+              file=sys.stderr)
+    _write_run(model, prior, info, run, out, {**record, "source": str(run)},
+               {"kind": kind, "test_codes_log_pz": test_log_pz, "seed": seed})
+    return out
+
+
+def _claim_run_dir(out: Path, run: Path, resume: bool) -> None:
+    if out.resolve() == run.resolve():
+        raise ConfigError(f"--out {out} is the source run; fit-prior writes a new run directory")
+    if resume:
+        if not (out / PRIOR_CHECKPOINT).exists():
+            raise RunDirError(f"--resume: {out / PRIOR_CHECKPOINT} does not exist")
+        if (out / CONFIG_FILE).exists():
+            raise RunDirError(f"--resume: {out} is already a finished run")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} already exists; choose a new directory (or --resume an "
+                          "unfinished fit)")
+
+
+def _train_by_likelihood(prior: nn.Module, codes: CodeSource, out: Path, epochs: int,
+                         batch_size: int, lr: float, g: torch.Generator, resume: bool,
+                         progress: bool) -> None:
+    """Adam on -mean log p(z) over minibatches of codes; a checkpoint after every epoch."""
+    optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
+    first = 0
+    if resume:
+        tensors, meta = load_tensors(out / PRIOR_CHECKPOINT)
+        prior.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
+        optimizer_from_tensors(optimizer, tensors, (meta or {})["optimizer"])
+        g.set_state(tensors["generator_state"])
+        first = int((meta or {})["epoch"])
+    elif isinstance(prior, FlowPriorFitted):
+        prior.init_from_codes(codes.draw(torch.Generator().manual_seed(g.initial_seed())))
+    for epoch in range(first, epochs):
+        start = time.perf_counter()
+        z = codes.draw(g)
+        perm = torch.randperm(len(z), generator=g)
+        total = 0.0
+        for i in range(0, len(z), batch_size):
+            batch = z[perm[i:i + batch_size]]
+            loss = -prior(None).log_prob(batch).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(prior.parameters(), 100.0)
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        row = {"epoch": epoch + 1, "train_log_pz": -total / len(z),
+               "seconds": round(time.perf_counter() - start, 3)}
+        opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
+        save_tensors(out / PRIOR_CHECKPOINT, {
+            **{f"prior.{k}": v for k, v in prior.state_dict().items()}, **opt_tensors,
+            "generator_state": g.get_state()}, {"epoch": epoch + 1, "optimizer": opt_meta})
+        append_metrics(out, row, PRIOR_METRICS)
+        if progress:
+            print(f"prior epoch {epoch + 1:>3}/{epochs}  log p(z) {row['train_log_pz']:.3f}  "
+                  f"({row['seconds']:.1f}s)", file=sys.stderr)
+
+
+def _write_run(model: LatentVariableModel, prior: nn.Module, info: RunInfo, run: Path,
+               out: Path, record: dict[str, Any], summary: dict[str, Any]) -> None:
+    """model.safetensors (the model with its new prior), the source's training record, then
+    config.json last; the prior's checkpoint goes once the run is complete."""
+    model.prior = prior
+    config = info.config.replace(fitted_prior=record)
+    save_weights(model, out / "model.safetensors")
+    if (run / METRICS_FILE).exists():
+        atomic_write_bytes(out / METRICS_FILE, (run / METRICS_FILE).read_bytes())
+    atomic_write_json(out / "prior.json", summary)
+    new_info = RunInfo(config, info.event_shape, dict(info.data))
+    atomic_write_json(out / CONFIG_FILE, new_info.to_dict())
+    (out / PRIOR_CHECKPOINT).unlink(missing_ok=True)

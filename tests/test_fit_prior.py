@@ -1,0 +1,145 @@
+"""Priors fitted afterwards to a trained model's codes (vaekit fit-prior): each kind on a VAE
+and an autoencoder, honest likelihoods with the new prior, a new self-contained run, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaekit
+from tests.conftest import TINY
+from vaekit.cli import main
+from vaekit.data import load_dataset
+from vaekit.evaluate import log_likelihood
+from vaekit.fit_prior import PRIOR_CHECKPOINT, CodeSource, fit_prior
+from vaekit.fitted_priors import FITTED_PRIORS, GaussianPrior, log_prob_nats
+from vaekit.io import load_tensors
+from vaekit.models import Autoencoder
+from vaekit.run import load_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A VAE and an autoencoder of the same nets, trained a few epochs on the digits."""
+    base = tmp_path_factory.mktemp("fit-prior")
+    flags = ["--hidden", "64", "--latent-dim", "4", "--epochs", "8", "--quiet"]
+    out = {}
+    for model in ("vae", "ae"):
+        out[model] = base / model
+        assert main(["train", "--model", model, "--out", str(out[model]), *flags]) == 0
+    return out
+
+
+def _codes(run: Path, seed: int = 5) -> torch.Tensor:
+    model, info = load_run(run)
+    x = load_dataset("digits").train
+    x = (x > 0.5).float() if info.data.get("binarize") != "none" else x
+    return CodeSource(model, x).draw(torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("model", ["vae", "ae"])
+@pytest.mark.parametrize("kind", sorted(FITTED_PRIORS))
+def test_every_kind_writes_a_run_that_samples_and_fits_the_codes(
+        runs: dict[str, Path], tmp_path: Path, kind: str, model: str) -> None:
+    out = fit_prior(runs[model], kind, tmp_path / "new", options={}, epochs=5, progress=False)
+    fitted, info = load_run(out)
+    assert info.config.fitted_prior["kind"] == kind and fitted.can_sample
+    assert fitted.sample(5, torch.Generator().manual_seed(0)).shape == (5, 1, 8, 8)
+    # the encoder and decoder are the source run's, unchanged
+    source = load_tensors(runs[model] / "model.safetensors")[0]
+    new = load_tensors(out / "model.safetensors")[0]
+    assert all(torch.equal(source[k], new[k]) for k in source if not k.startswith("model.prior"))
+    codes = _codes(runs[model])
+    fitted_log_pz = log_prob_nats(fitted.prior, codes)
+    standard = torch.distributions.Normal(0.0, 1.0).log_prob(codes).sum(-1).mean()
+    assert fitted_log_pz > float(standard)  # fitted to the codes: better than N(0, I) on them
+
+
+def test_the_gaussian_is_the_codes_maximum_likelihood_gaussian() -> None:
+    z = torch.randn(4000, 3) @ torch.tensor([[2.0, 0, 0], [0.5, 1, 0], [0, 0.3, 0.2]]) + 1.0
+    prior = GaussianPrior(3)
+    prior.fit(z)
+    p = prior(None)
+    torch.testing.assert_close(p.mean, z.mean(0).double().float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(p.covariance_matrix, torch.cov(z.T), atol=1e-4, rtol=1e-4)
+
+
+def test_a_fitted_prior_improves_the_vaes_likelihood_estimate(runs: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """The codes the decoder reads are not N(0, I): a prior fitted to them raises the
+    importance-weighted log p(x), with the same decoder and encoder."""
+    x = (load_dataset("digits").test > 0.5).float()
+    before = log_likelihood(vaekit.load(runs["vae"]), x, k=100, seed=0).mean
+    out = fit_prior(runs["vae"], "mog", tmp_path / "mog", options={}, progress=False)
+    after = log_likelihood(vaekit.load(out), x, k=100, seed=0).mean
+    assert after > before + 0.3, (before, after)
+
+
+def test_an_autoencoder_samples_once_a_prior_is_fitted(runs: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    assert not vaekit.load(runs["ae"]).can_sample
+    out = tmp_path / "mog"
+    assert main(["fit-prior", str(runs["ae"]), "--kind", "mog", "--components", "3", "--out",
+                 str(out), "--quiet"]) == 0
+    model = vaekit.load(out)
+    assert isinstance(model, Autoencoder) and model.can_sample
+    assert main(["sample", str(out), "-o", str(tmp_path / "s.png")]) == 0
+
+
+def test_an_interrupted_flow_fit_resumes_exactly(runs: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = fit_prior(runs["vae"], "flow", tmp_path / "whole", options={}, epochs=4,
+                      progress=False)
+    import vaekit.fit_prior as module
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(module, "_write_run", killed)
+        with pytest.raises(KeyboardInterrupt):
+            fit_prior(runs["vae"], "flow", tmp_path / "part", options={}, epochs=2,
+                      progress=False)
+    part = tmp_path / "part"
+    assert (part / PRIOR_CHECKPOINT).exists() and not (part / "config.json").exists()
+    with pytest.raises(vaekit.errors.RunDirError):
+        vaekit.load(part)  # an unfinished fit is never taken for a run
+    fit_prior(runs["vae"], "flow", part, options={}, epochs=4, resume=True, progress=False)
+    w1, w2 = (load_tensors(d / "model.safetensors")[0] for d in (whole, part))
+    assert sorted(w1) == sorted(w2) and all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert not (part / PRIOR_CHECKPOINT).exists()
+
+
+def test_bad_fit_prior_requests_get_one_line(runs: dict[str, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_bytes((runs["vae"] / "config.json").read_bytes())
+    hvae = tmp_path / "hvae"
+    assert main(["train", "--model", "hvae", "--hvae-latents", "2,2", "--hvae-widths",
+                 "8,8", "--out", str(hvae), *TINY[4:]]) == 0
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "x").write_text("mine")
+    cases = [
+        (["fit-prior", str(no_weights), "--kind", "mog", "--out", str(tmp_path / "a")],
+         "model.safetensors is missing"),
+        (["fit-prior", str(runs["vae"]), "--kind", "vamp", "--out", str(tmp_path / "b")],
+         "unknown --kind 'vamp'"),
+        (["fit-prior", str(runs["vae"]), "--kind", "mog", "--out", str(taken)],
+         "already exists"),
+        (["fit-prior", str(hvae), "--kind", "mog", "--out", str(tmp_path / "c")],
+         "one latent layer"),
+        (["fit-prior", str(runs["vae"]), "--kind", "flow", "--out", str(tmp_path / "d"),
+          "--resume"], "does not exist"),
+        (["fit-prior", str(runs["vae"]), "--kind", "mog", "--out", str(runs["vae"])],
+         "is the source run"),
+    ]
+    for argv, expected in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, (argv, err)
+    assert (taken / "x").read_text() == "mine"
