@@ -8,9 +8,10 @@ saw them, one fixed draw) and z = f(x) for an autoencoder. NEW_RUN is self-conta
 config with a `fitted_prior` record, the weights with the new prior's, and the source run's
 training record, so `sample`, `evaluate`, `quality` and `info` take it like any other run.
 
-A prior trained by gradient steps (`flow`) keeps prior-checkpoint.safetensors in NEW_RUN after
-each epoch (its weights, Adam's state, the code generator's state); `--resume` continues from it
-exactly. config.json is written last: a NEW_RUN without it is an unfinished fit, never a run.
+A prior trained by gradient steps (`flow`, `diffusion`) keeps prior-checkpoint.safetensors in
+NEW_RUN after each epoch (its weights, Adam's state, the code generator's state); `--resume`
+continues from it exactly. config.json is written last: a NEW_RUN without it is an unfinished
+fit, never a run.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from vaekit.data import load_dataset, prepare_eval_data
 from vaekit.errors import ConfigError, RunDirError
 from vaekit.fitted_priors import (
     FITTED_PRIORS,
-    FlowPriorFitted,
     GaussianPrior,
     MixturePriorFitted,
     fitted_prior_options,
@@ -112,8 +112,8 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
         prior.fit(codes.draw(g))
     elif isinstance(prior, MixturePriorFitted):
         prior.fit(codes.draw(g), seed)
-    elif isinstance(prior, FlowPriorFitted):
-        _train_by_likelihood(prior, codes, out, epochs, batch_size, lr, g, resume, progress)
+    else:  # trained by gradient steps: flow, diffusion
+        _train_prior(prior, codes, out, epochs, batch_size, lr, g, resume, progress)
     test_log_pz = log_prob_nats(prior, test_codes.draw(torch.Generator().manual_seed(seed + 1)))
     if progress:
         print(f"fitted a {kind} prior to {len(x)} codes of {run} in "
@@ -137,10 +137,10 @@ def _claim_run_dir(out: Path, run: Path, resume: bool) -> None:
                           "unfinished fit)")
 
 
-def _train_by_likelihood(prior: nn.Module, codes: CodeSource, out: Path, epochs: int,
-                         batch_size: int, lr: float, g: torch.Generator, resume: bool,
-                         progress: bool) -> None:
-    """Adam on -mean log p(z) over minibatches of codes; a checkpoint after every epoch."""
+def _train_prior(prior: Any, codes: CodeSource, out: Path, epochs: int, batch_size: int,
+                 lr: float, g: torch.Generator, resume: bool, progress: bool) -> None:
+    """Adam on the prior's `training_loss` (-mean log p(z) for a flow, the denoising loss for
+    a diffusion) over minibatches of codes; a checkpoint after every epoch."""
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
     first = 0
     if resume:
@@ -149,7 +149,7 @@ def _train_by_likelihood(prior: nn.Module, codes: CodeSource, out: Path, epochs:
         optimizer_from_tensors(optimizer, tensors, (meta or {})["optimizer"])
         g.set_state(tensors["generator_state"])
         first = int((meta or {})["epoch"])
-    elif isinstance(prior, FlowPriorFitted):
+    else:
         prior.init_from_codes(codes.draw(torch.Generator().manual_seed(g.initial_seed())))
     for epoch in range(first, epochs):
         start = time.perf_counter()
@@ -158,13 +158,13 @@ def _train_by_likelihood(prior: nn.Module, codes: CodeSource, out: Path, epochs:
         total = 0.0
         for i in range(0, len(z), batch_size):
             batch = z[perm[i:i + batch_size]]
-            loss = -prior(None).log_prob(batch).mean()
+            loss = prior.training_loss(batch, g)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(prior.parameters(), 100.0)
             optimizer.step()
             total += float(loss.detach()) * len(batch)
-        row = {"epoch": epoch + 1, "train_log_pz": -total / len(z),
+        row = {"epoch": epoch + 1, "train_loss": total / len(z),
                "seconds": round(time.perf_counter() - start, 3)}
         opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
         save_tensors(out / PRIOR_CHECKPOINT, {
@@ -172,7 +172,7 @@ def _train_by_likelihood(prior: nn.Module, codes: CodeSource, out: Path, epochs:
             "generator_state": g.get_state()}, {"epoch": epoch + 1, "optimizer": opt_meta})
         append_metrics(out, row, PRIOR_METRICS)
         if progress:
-            print(f"prior epoch {epoch + 1:>3}/{epochs}  log p(z) {row['train_log_pz']:.3f}  "
+            print(f"prior epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.3f}  "
                   f"({row['seconds']:.1f}s)", file=sys.stderr)
 
 

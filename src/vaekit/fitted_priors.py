@@ -6,14 +6,17 @@ q(z) = E_x q(z|x), the codes the decoder has learnt to read (Hoffman & Johnson 2
 Welling 2018); a plain autoencoder has no prior at all. Fitting p(z) to draws z ~ q(z|x) of the
 training set (z = f(x) for an autoencoder) by maximum likelihood, as the two-stage VAE does (Dai
 & Wipf 2019), puts the prior where the decoder's inputs are. Each fitted prior is a module whose
-`forward(posterior)` returns a Distribution with an exact `log_prob`, so the importance-weighted
-estimate of log p(x) with the new prior stays an honest estimate.
+`forward(posterior)` returns a Distribution with a `log_prob` (exact, or for the diffusion prior
+an unbiased importance weight whose log is a bound), so the importance-weighted estimate of
+log p(x) with the new prior stays an honest lower bound.
 
 - `gaussian`: one Gaussian with a full covariance, in closed form (the sample mean and
   covariance).
 - `mog`: a mixture of diagonal Gaussians, fitted by EM (scikit-learn's GaussianMixture).
 - `flow`: N(0, I) pushed through affine couplings (RealNVP) and a per-dimension affine map
   started at the codes' mean and spread, trained by Adam on -log p(z).
+- `diffusion`: a DDPM on the standardised codes (`vaekit.diffusion`); its log p(z) is a
+  one-trajectory variational bound, which keeps the estimate of log p(x) a lower bound.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, MultivariateNormal
 
+from vaekit.diffusion import DiffusionPrior
 from vaekit.distributions import (
     DiagonalGaussianMixture,
     StandardNormal,
@@ -132,6 +136,10 @@ class FlowPriorFitted(nn.Module):
         self.loc.copy_(codes.mean(0))
         self.log_scale.copy_(codes.std(0).clamp_min(1e-3).log())
 
+    def training_loss(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """-mean log p(z) over codes z (B, L): maximum likelihood."""
+        return -self(None).log_prob(z).mean()
+
 
 @dataclass(frozen=True)
 class FittedPriorSpec:
@@ -154,6 +162,12 @@ FITTED_PRIORS: dict[str, FittedPriorSpec] = {
     "flow": FittedPriorSpec(lambda d, o: FlowPriorFitted(d, int(o["flow_steps"])),
                             {"flow_steps": 6}, True,
                             "RealNVP affine couplings (Adam on -log p(z); --flow-steps)"),
+    "diffusion": FittedPriorSpec(
+        lambda d, o: DiffusionPrior(d, int(o["diffusion_steps"]), int(o["width"]),
+                                    int(o["sampling_steps"])),
+        {"diffusion_steps": 100, "width": 512, "sampling_steps": 0}, True,
+        "a DDPM on the codes, cosine schedule, MLP denoiser (--diffusion-steps, --width; "
+        "log p(z) by its variational bound; --sampling-steps N < steps samples by DDIM)"),
 }
 
 
@@ -172,8 +186,9 @@ def fitted_prior_options(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             continue
         if key not in spec.defaults:
             raise ConfigError(f"fitted prior {kind} has no option {key!r}")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"fitted prior {kind}: {key} must be a positive integer, got "
+        least = 0 if key == "sampling_steps" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"fitted prior {kind}: {key} must be an integer >= {least}, got "
                               f"{value!r}")
         options[key] = value
     return kind, options

@@ -24,8 +24,16 @@ def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
                    help="mixture components of --kind mog (default: 10)")
     p.add_argument("--flow-steps", type=positive_int, default=6,
                    help="coupling steps of --kind flow (default: 6)")
+    p.add_argument("--diffusion-steps", type=positive_int, default=100,
+                   help="steps T of --kind diffusion (default: 100)")
+    p.add_argument("--width", type=positive_int, default=512,
+                   help="hidden width of the diffusion's denoiser (default: 512)")
+    p.add_argument("--sampling-steps", type=int, default=0,
+                   help="sample the diffusion by DDIM in this many steps; 0: ancestral, all T "
+                   "steps (default: 0)")
     p.add_argument("--epochs", type=positive_int, default=50,
-                   help="passes over the codes for a prior trained by gradient steps (flow) "
+                   help="passes over the codes for a prior trained by gradient steps (flow, "
+                   "diffusion) "
                    "(default: 50)")
     p.add_argument("--batch-size", type=positive_int, default=500,
                    help="codes per step (default: 500)")
