@@ -32,13 +32,12 @@ from torch.distributions import Distribution, MultivariateNormal
 
 from vaekit.diffusion import DiffusionPrior
 from vaekit.distributions import (
-    DiagonalGaussianMixture,
     StandardNormal,
-    diagonal_normal,
     rsample_and_log_prob,
 )
 from vaekit.errors import ConfigError
 from vaekit.flows import AffineCoupling, FlowDistribution
+from vaekit.priors import MixturePrior
 
 
 @rsample_and_log_prob.register
@@ -69,17 +68,8 @@ class GaussianPrior(nn.Module):
         self.scale_tril.copy_(torch.linalg.cholesky(cov))
 
 
-class MixturePriorFitted(nn.Module):
-    """p(z) = sum_k pi_k N(mu_k, diag(sigma_k^2)), fitted by EM."""
-
-    def __init__(self, latent_dim: int, components: int) -> None:
-        super().__init__()
-        self.means = nn.Parameter(torch.zeros(components, latent_dim))
-        self.log_vars = nn.Parameter(torch.zeros(components, latent_dim))
-        self.logits = nn.Parameter(torch.zeros(components))
-
-    def forward(self, posterior: nn.Module | None = None) -> Distribution:
-        return DiagonalGaussianMixture(self.logits, diagonal_normal(self.means, self.log_vars))
+class MixturePriorFitted(MixturePrior):
+    """p(z) = sum_k pi_k N(mu_k, diag(sigma_k^2)) (`priors.MixturePrior`), fitted by EM."""
 
     @torch.no_grad()
     def fit(self, codes: Tensor, seed: int) -> None:
