@@ -109,6 +109,12 @@ def test_an_interrupted_flow_fit_resumes_exactly(runs: dict[str, Path], tmp_path
     assert (part / PRIOR_CHECKPOINT).exists() and not (part / "config.json").exists()
     with pytest.raises(vaekit.errors.RunDirError):
         vaekit.load(part)  # an unfinished fit is never taken for a run
+    with pytest.raises(vaekit.errors.ConfigError, match="lr differ"):
+        fit_prior(runs["vae"], "flow", part, options={}, epochs=4, lr=0.01, resume=True,
+                  progress=False)
+    with pytest.raises(vaekit.errors.ConfigError, match="kind, diffusion_steps"):
+        fit_prior(runs["vae"], "diffusion", part, options={}, epochs=4, resume=True,
+                  progress=False)
     fit_prior(runs["vae"], "flow", part, options={}, epochs=4, resume=True, progress=False)
     w1, w2 = (load_tensors(d / "model.safetensors")[0] for d in (whole, part))
     assert sorted(w1) == sorted(w2) and all(torch.equal(w1[k], w2[k]) for k in w1)
@@ -139,6 +145,8 @@ def test_bad_fit_prior_requests_get_one_line(runs: dict[str, Path], tmp_path: Pa
           "--resume"], "does not exist"),
         (["fit-prior", str(runs["vae"]), "--kind", "mog", "--out", str(runs["vae"])],
          "is the source run"),
+        (["fit-prior", str(runs["vae"]), "--kind", "diffusion", "--sampling-steps", "3",
+          "--out", str(tmp_path / "e")], "DDIM needs at least 10 steps"),
     ]
     for argv, expected in cases:
         capsys.readouterr()

@@ -79,6 +79,9 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
     else:
         config = (config or Config()).replace(**options) if options else (config or Config())
         config = _absolute_paths(config.validate())
+        if config.fitted_prior:
+            raise ConfigError("fitted_prior is written by vaekit fit-prior after training, "
+                              "never trained: train without it, then fit a prior to the codes")
         run_dir = (Path(out) if out is not None else default_run_dir(config)) if save else None
         if run_dir is not None and run_dir.exists() and ((run_dir / CHECKPOINT_FILE).exists()
                                  or (run_dir / MODEL_FILE).exists()):

@@ -86,8 +86,8 @@ class Config:
         "the chosen model's own settings, as {MODEL: {OPTION: VALUE}} in a config file; on the "
         "command line --MODEL-OPTION"))
     fitted_prior: dict[str, Any] = field(default_factory=dict, metadata=_help(
-        "a prior fitted to the codes after training ({kind: gaussian|mog|flow, ...}), written "
-        "by vaekit fit-prior; empty for the model's own prior"))
+        "a prior fitted to the codes after training ({kind: gaussian|mog|flow|diffusion, "
+        "...}), written by vaekit fit-prior, never trained; empty for the model's own prior"))
     net: str = field(default="mlp", metadata=_help("encoder/decoder networks"))
     hidden: tuple[int, ...] = field(default=(512, 256), metadata=_help(
         "hidden layer widths, comma separated (mlp, and the dense layer of conv)"))
@@ -259,8 +259,10 @@ class Config:
         defaults = {f.name: f.default for f in fields(Config)}
         for name in ONE_LAYER_FIELDS:
             if name not in spec.reads and getattr(self, name) != defaults[name]:
+                own = f"takes --{self.model}-* options" if spec.options is not None else \
+                    f"does not read it ({spec.help})"
                 raise ConfigError(f"--{_flag(name)} is an option of the one-layer model (--model "
-                                  f"vae); --model {self.model} takes --{self.model}-* options")
+                                  f"vae); --model {self.model} {own}")
         if self.fitted_prior:
             from vaekit.fitted_priors import fitted_prior_options
 

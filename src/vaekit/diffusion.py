@@ -32,7 +32,8 @@ stochastic lower bound on log p(x) for every K (Burda et al. 2016, Theorem 1), a
 prior: the same guarantee, with more variance.
 
 Sampling is ancestral (T steps), or DDIM (Song, Meng & Ermon 2021; eta = 0) on an evenly spaced
-subsequence of `sampling_steps` < T steps, from T - T/steps down to 0.
+subsequence of `sampling_steps` < T steps (at least `MIN_DDIM_STEPS`), from T - T/steps down to 0,
+its predictions of u_0 clipped to the range of the standardised codes.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
 LOG_2PI = math.log(2 * math.pi)
+#: DDIM in fewer steps than this jumps from noise to codes too coarsely to be a sampler worth
+#: offering (with 1 step, its output is the noise, scaled).
+MIN_DDIM_STEPS = 10
 
 
 def cosine_schedule(steps: int, s: float = 0.008) -> Tensor:
@@ -99,12 +103,15 @@ class DiffusionPrior(nn.Module):
         self.loc = nn.Parameter(torch.zeros(latent_dim), requires_grad=False)
         self.log_scale = nn.Parameter(torch.zeros(latent_dim), requires_grad=False)
         self.register_buffer("betas", cosine_schedule(steps).float(), persistent=False)
+        #: the largest |u| of the standardised codes: DDIM clips its predictions of u_0 to it
+        self.u_max = nn.Parameter(torch.ones(()), requires_grad=False)
         self._evaluation_seed = 0
 
     @torch.no_grad()
     def init_from_codes(self, codes: Tensor) -> None:
         self.loc.copy_(codes.mean(0))
         self.log_scale.copy_(codes.std(0).clamp_min(1e-3).log())
+        self.u_max.copy_(((codes - self.loc) * torch.exp(-self.log_scale)).abs().max())
 
     def alpha_bars(self) -> Tensor:
         return torch.cumprod(1 - self.betas.double(), 0).to(self.betas.dtype)  # (T,)
@@ -144,7 +151,6 @@ class DiffusionDistribution(Distribution):
         var = betas[0] if t == 0 else (1 - abar[t - 1]) / (1 - abar[t]) * betas[t]
         return mean, var
 
-    @torch.no_grad()
     def log_prob(self, value: Tensor) -> Tensor:
         """L(z) for one fresh forward trajectory per z (*batch, L): E[exp L(z)] = p(z)."""
         p = self.prior
@@ -181,14 +187,17 @@ class DiffusionDistribution(Distribution):
         """Deterministic DDIM (eta = 0) over `steps` evenly spaced steps of the T."""
         p = self.prior
         abar = p.alpha_bars()
-        # "leading" spacing (Song et al.): T/steps apart, ending at 0 and starting at
-        # T - T/steps, where abar is not ~0 (dividing by sqrt(abar_T) would amplify every error)
+        # "leading" spacing (Song et al.): T/steps apart, from T - T/steps down to 0. Near T,
+        # abar ~ 0 and u_0 = (u - sqrt(1 - abar) eps) / sqrt(abar) would amplify every error of
+        # eps; the codes are standardised, so N(0, I) is close to every u_t's marginal. The
+        # prediction is also clipped to the codes' range, as DDIM clips images.
         stride = p.steps / steps
         times = [round(stride * i) for i in reversed(range(steps))]
         for i, t in enumerate(times):
             step = torch.full(u.shape[:-1], t, device=u.device, dtype=torch.long)
             eps = p.denoiser(u, step)
-            u0 = (u - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+            u0 = ((u - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()).clamp(-p.u_max, p.u_max)
+            eps = (u - abar[t].sqrt() * u0) / (1 - abar[t]).sqrt()  # consistent with the clip
             if i + 1 == len(times):
                 return u0
             nxt = abar[times[i + 1]]

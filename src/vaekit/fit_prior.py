@@ -6,7 +6,8 @@ The encoder and decoder are frozen. The codes are draws z ~ q(z|x) of the traini
 VAE (fresh draws every epoch for a prior trained by gradient steps; binarized data as the run
 saw them, one fixed draw) and z = f(x) for an autoencoder. NEW_RUN is self-contained: the same
 config with a `fitted_prior` record, the weights with the new prior's, and the source run's
-training record, so `sample`, `evaluate`, `quality` and `info` take it like any other run.
+training record, so `sample`, `evaluate` (for a VAE; an autoencoder has no likelihood, prior or
+not), `quality` and `info` take it like any other run.
 
 A prior trained by gradient steps (`flow`, `diffusion`) keeps prior-checkpoint.safetensors in
 NEW_RUN after each epoch (its weights, Adam's state, the code generator's state); `--resume`
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.data import load_dataset, prepare_eval_data
-from vaekit.errors import ConfigError, RunDirError
+from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.fitted_priors import (
     FITTED_PRIORS,
     GaussianPrior,
@@ -36,6 +37,7 @@ from vaekit.fitted_priors import (
 from vaekit.io import atomic_write_bytes, atomic_write_json, load_tensors, save_tensors
 from vaekit.models import LatentVariableModel
 from vaekit.run import (
+    ARRAY_DATA,
     CONFIG_FILE,
     METRICS_FILE,
     RunInfo,
@@ -90,9 +92,14 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     if info.config.model not in ("vae", "ae"):
         raise ConfigError(f"fit-prior fits p(z) of one latent layer (--model vae or ae); {run} "
                           f"is --model {info.config.model}, whose prior is p(z_l | z_>l)")
+    if info.config.data == ARRAY_DATA:
+        raise DataError(f"{run} was trained on an in-memory array (vaekit.fit), so it has no "
+                        "data of its own to draw codes from")
     _claim_run_dir(out, run, resume)
     record = {"kind": kind, **options}
     kind, options = fitted_prior_options(record)
+    settings = {"kind": kind, **options, "source": str(run.resolve()), "seed": seed, "lr": lr,
+                "batch_size": batch_size}
     model, _ = load_run(run)
     model.requires_grad_(False)
     data = load_dataset(info.config.data, info.config.data_dir, info.config.val_fraction,
@@ -113,12 +120,17 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     elif isinstance(prior, MixturePriorFitted):
         prior.fit(codes.draw(g), seed)
     else:  # trained by gradient steps: flow, diffusion
-        _train_prior(prior, codes, out, epochs, batch_size, lr, g, resume, progress)
-    test_log_pz = log_prob_nats(prior, test_codes.draw(torch.Generator().manual_seed(seed + 1)))
+        _train_prior(prior, codes, out, epochs, batch_size, lr, g, resume, progress, settings)
+    test_log_pz = None  # mean log p(z) of the test split's codes (the diffusion's: its bound)
+    if len(held_out):
+        test_log_pz = log_prob_nats(prior, test_codes.draw(
+            torch.Generator().manual_seed(seed + 1)))
     if progress:
+        what = "no test split" if test_log_pz is None else \
+            f"test codes' log p(z) {test_log_pz:.3f} nats" + (
+                " (a bound)" if kind == "diffusion" else "")
         print(f"fitted a {kind} prior to {len(x)} codes of {run} in "
-              f"{time.perf_counter() - start:.1f}s: test codes' log p(z) {test_log_pz:.3f} nats",
-              file=sys.stderr)
+              f"{time.perf_counter() - start:.1f}s: {what}", file=sys.stderr)
     _write_run(model, prior, info, run, out, {**record, "source": str(run)},
                {"kind": kind, "test_codes_log_pz": test_log_pz, "seed": seed})
     return out
@@ -138,13 +150,20 @@ def _claim_run_dir(out: Path, run: Path, resume: bool) -> None:
 
 
 def _train_prior(prior: Any, codes: CodeSource, out: Path, epochs: int, batch_size: int,
-                 lr: float, g: torch.Generator, resume: bool, progress: bool) -> None:
+                 lr: float, g: torch.Generator, resume: bool, progress: bool,
+                 settings: dict[str, Any]) -> None:
     """Adam on the prior's `training_loss` (-mean log p(z) for a flow, the denoising loss for
     a diffusion) over minibatches of codes; a checkpoint after every epoch."""
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
     first = 0
     if resume:
         tensors, meta = load_tensors(out / PRIOR_CHECKPOINT)
+        saved = (meta or {}).get("settings", {})
+        changed = [key for key in settings if saved.get(key) != settings[key]]
+        if changed:
+            raise ConfigError(f"--resume: {', '.join(changed)} differ from the unfinished fit in "
+                              f"{out} ({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}); "
+                              "resume with the same settings")
         prior.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
         optimizer_from_tensors(optimizer, tensors, (meta or {})["optimizer"])
         g.set_state(tensors["generator_state"])
@@ -169,7 +188,8 @@ def _train_prior(prior: Any, codes: CodeSource, out: Path, epochs: int, batch_si
         opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
         save_tensors(out / PRIOR_CHECKPOINT, {
             **{f"prior.{k}": v for k, v in prior.state_dict().items()}, **opt_tensors,
-            "generator_state": g.get_state()}, {"epoch": epoch + 1, "optimizer": opt_meta})
+            "generator_state": g.get_state()}, {"epoch": epoch + 1, "optimizer": opt_meta,
+                                                "settings": settings})
         append_metrics(out, row, PRIOR_METRICS)
         if progress:
             print(f"prior epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.3f}  "

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, MultivariateNormal
 
-from vaekit.diffusion import DiffusionPrior
+from vaekit.diffusion import MIN_DDIM_STEPS, DiffusionPrior
 from vaekit.distributions import (
     StandardNormal,
     rsample_and_log_prob,
@@ -180,6 +180,9 @@ def fitted_prior_options(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"fitted prior {kind}: {key} must be an integer >= {least}, got "
                               f"{value!r}")
+        if key == "sampling_steps" and 0 < value < MIN_DDIM_STEPS:
+            raise ConfigError(f"--sampling-steps {value}: DDIM needs at least {MIN_DDIM_STEPS} "
+                              "steps (0 samples ancestrally)")
         options[key] = value
     return kind, options
 

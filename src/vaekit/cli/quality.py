@@ -48,6 +48,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     from vaekit.data import load_dataset
     from vaekit.io import atomic_write_json
     from vaekit.quality import check_samples, feature_network, sample_quality
+    from vaekit.quality.manifold import DEFAULT_K
     from vaekit.run import ARRAY_DATA, load_run, read_run_info
 
     if (args.run is None) == (args.samples is None):
@@ -63,6 +64,10 @@ def cmd_quality(args: argparse.Namespace) -> int:
     if args.split == "val" and val_fraction == 0:
         raise DataError("--split val: the run has no validation split (val_fraction 0)")
     data = load_dataset(name, data_dir, val_fraction, images=images)
+    if len(data.split(args.split)) < DEFAULT_K + 2 or len(data.train) < DEFAULT_K + 2:
+        raise DataError(f"sample quality needs at least {DEFAULT_K + 2} examples in the "
+                        f"{args.split} and training splits of {data.name}; they have "
+                        f"{len(data.split(args.split))} and {len(data.train)}")
     if args.samples is not None:
         path = Path(args.samples)
         if path.suffix != ".npy":
@@ -86,9 +91,14 @@ def cmd_quality(args: argparse.Namespace) -> int:
         g = torch.Generator(device=device).manual_seed(args.seed)
         draws = [model.sample(min(1000, n - i), generator=g, mean=not args.draw,
                               temperature=args.temperature).cpu() for i in range(0, n, 1000)]
-        samples = check_samples(torch.cat(draws), data, f"samples of {args.run}")
+        drawn = torch.cat(draws)
+        outside = float(((drawn < 0) | (drawn > 1)).float().mean()) if data.images else 0.0
+        if data.images:  # a Gaussian's mean or draw can overshoot [0, 1]: score it as pixels
+            drawn = drawn.clamp(0, 1)
+        samples = check_samples(drawn, data, f"samples of {args.run}")
         source = {"run": str(args.run), "seed": args.seed, "temperature": args.temperature,
-                  "samples": "draws x ~ p(x|z)" if args.draw else "means of p(x|z)"}
+                  "samples": "draws x ~ p(x|z)" if args.draw else "means of p(x|z)",
+                  "fraction_clamped_to_0_1": outside}
     net = feature_network(data, progress=not args.json)
     report = {**source, **sample_quality(samples[:args.n], data, net, args.split)}
     _print_report(report)

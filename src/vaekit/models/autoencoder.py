@@ -104,6 +104,11 @@ class Autoencoder(LatentVariableModel):
         k = k if noise is None else noise.shape[0]
         return ReconstructionTerms(log_px_z.unsqueeze(0).expand(k, -1), self.latent_dim)
 
+    def elbo(self, x: Tensor | np.ndarray, k: int = 1, *,
+             grad: bool = False) -> dict[str, Tensor]:
+        raise NoLikelihoodError(f"{NO_LIKELIHOOD}, hence no ELBO; its reconstruction term is "
+                                "model.terms(x).log_px_z")
+
     @property
     def can_sample(self) -> bool:
         return self.prior is not None

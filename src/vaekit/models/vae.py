@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vaekit.distributions import DiagonalNormal, Likelihood, analytic_kl, rsample_and_log_prob
+from vaekit.errors import ConfigError
 from vaekit.flows import FlowDistribution
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.standardize import Standardize
@@ -177,8 +178,8 @@ def draw_from_prior(p_z: Distribution, n: int, latent_dim: int,
         z, _ = rsample_and_log_prob(p_z, temperature * eps)
     except TypeError:  # no reparameterization (a mixture): torch's own sampler
         if temperature != 1:
-            raise ValueError(f"sampling at a temperature needs a reparameterized prior; "
-                             f"{type(p_z).__name__} has none") from None
+            raise ConfigError(f"--temperature {temperature:g}: sampling at a temperature needs "
+                              f"a reparameterized prior; {type(p_z).__name__} has none") from None
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             if generator is not None:
                 torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator,
