@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--latent-dim", type=int, default=16)
     ap.add_argument("--prior-epochs", type=int, default=50)
     ap.add_argument("--k", type=int, default=100, help="importance samples of the NLL")
+    ap.add_argument("--nll-n", type=int, default=0, help="the NLL on the first N test images "
+                    "only (0: all); a diffusion prior costs T denoiser passes per sample")
     ap.add_argument("--n", type=int, default=10000, help="samples scored by vaekit quality")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default="runs/quality")
@@ -84,11 +86,14 @@ def main() -> None:
         if report_file.exists():
             results.append(json.loads(report_file.read_text()))
             continue
-        quality = last_json(vaekit("quality", str(run), "--n", str(args.n), "--json"))
+        saved = run / "quality.json"  # the report of an earlier, interrupted pass
+        quality = json.loads(saved.read_text()) if saved.exists() else \
+            last_json(vaekit("quality", str(run), "--n", str(args.n), "--json"))
         nll = None
         if json.loads((run / "config.json").read_text())["config"]["model"] != "ae":
-            nll = last_json(vaekit("evaluate", str(run), "--k", str(args.k), "--json"))
-        row = {"label": label, "run": str(run), "quality": quality,
+            subset = ["--n", str(args.nll_n)] if args.nll_n else []
+            nll = last_json(vaekit("evaluate", str(run), "--k", str(args.k), *subset, "--json"))
+        row = {"label": label, "run": str(run), "quality": quality, "nll_n": args.nll_n,
                "nll": None if nll is None else nll["nll"],
                "nll_stderr": None if nll is None else nll["nll_stderr"],
                "elbo": None if nll is None else nll["elbo"]}
@@ -104,7 +109,9 @@ def main() -> None:
 def render_table(results: list[dict[str, Any]], k: int) -> str:
     floor = results[0]["quality"]["floor"]
     net = results[0]["quality"]["feature_network"]
-    lines = [f"| model | test NLL (k={k}) | test ELBO | FD | precision | recall |",
+    n = results[0].get("nll_n") or "all"
+    lines = [f"| model | test NLL (k={k}, {n} test images) | test −ELBO | FD | precision | "
+             "recall |",
              "|---|---|---|---|---|---|"]
     for r in results:
         q = r["quality"]

@@ -83,6 +83,7 @@ class Denoiser(nn.Module):
         self.net = nn.Sequential(*layers, last)
 
     def forward(self, u: Tensor, t: Tensor) -> Tensor:
+        """eps (*, L) for u_t (*, L) at steps t (*,), or one step t () for every row."""
         h = self.time(time_embedding(t, self.embed)).expand(*u.shape[:-1], -1)
         return self.net(torch.cat([u, h], dim=-1))
 
@@ -145,8 +146,8 @@ class DiffusionDistribution(Distribution):
         """(mean, variance) of p(u_{t-1} | u_t) at 0-based step t."""
         p = self.prior
         betas, abar = p.betas, p.alpha_bars()
-        step = torch.full(u_t.shape[:-1], t, device=u_t.device, dtype=torch.long)
-        eps = p.denoiser(u_t, step)
+        # one step for every row: the time embedding's MLP runs once, then broadcasts
+        eps = p.denoiser(u_t, torch.tensor(t, device=u_t.device))
         mean = (u_t - betas[t] / (1 - abar[t]).sqrt() * eps) / (1 - betas[t]).sqrt()
         var = betas[0] if t == 0 else (1 - abar[t - 1]) / (1 - abar[t]) * betas[t]
         return mean, var
@@ -194,8 +195,7 @@ class DiffusionDistribution(Distribution):
         stride = p.steps / steps
         times = [round(stride * i) for i in reversed(range(steps))]
         for i, t in enumerate(times):
-            step = torch.full(u.shape[:-1], t, device=u.device, dtype=torch.long)
-            eps = p.denoiser(u, step)
+            eps = p.denoiser(u, torch.tensor(t, device=u.device))
             u0 = ((u - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()).clamp(-p.u_max, p.u_max)
             eps = (u - abar[t].sqrt() * u0) / (1 - abar[t]).sqrt()  # consistent with the clip
             if i + 1 == len(times):
