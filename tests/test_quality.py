@@ -210,3 +210,17 @@ def test_a_samples_file_is_scored_like_a_runs_samples(tmp_path: Path,
     # real digits score about as the training set does
     assert report["fd"] < 3 * report["floor"]["fd"] + 1
     assert report["samples_file"] == str(own)
+
+
+def test_runs_with_different_validation_splits_are_scored_in_one_feature_space(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = []
+    for fraction in ("0", "0.2"):
+        run = tmp_path / f"val{fraction}"
+        assert main(["train", "--out", str(run), "--val-fraction", fraction, "--hidden", "16",
+                     "--latent-dim", "2", "--epochs", "1", "--quiet"]) == 0
+        capsys.readouterr()
+        assert main(["quality", str(run), "--n", "60", "--json"]) == 0
+        names.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])[
+            "feature_network"]["name"])
+    assert names[0] == names[1]

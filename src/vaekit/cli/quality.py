@@ -99,7 +99,10 @@ def cmd_quality(args: argparse.Namespace) -> int:
         source = {"run": str(args.run), "seed": args.seed, "temperature": args.temperature,
                   "samples": "draws x ~ p(x|z)" if args.draw else "means of p(x|z)",
                   "fraction_clamped_to_0_1": outside}
-    net = feature_network(data, progress=not args.json)
+    # One feature network per dataset, whatever a run's validation split: trained on every
+    # training example, so runs with different --val-fraction are scored on one scale.
+    whole = load_dataset(name, data_dir, 0.0, images=images) if val_fraction else data
+    net = feature_network(whole, progress=not args.json)
     report = {**source, **sample_quality(samples[:args.n], data, net, args.split)}
     _print_report(report)
     if args.run is not None:
