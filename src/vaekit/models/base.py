@@ -141,8 +141,14 @@ class LatentVariableModel(nn.Module):
         if not (math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         params = self.decoder_params(self.sample_latents(n, generator, temperature))
-        x = self.likelihood.mean(params) if mean else self.likelihood(params).sample()
-        return self.to_data_units(x)
+        if mean:
+            return self.to_data_units(self.likelihood.mean(params))
+        device = params.device  # p(x|z) draws with torch's sampler, seeded from `generator`
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator,
+                                                    device=generator.device)))
+            return self.to_data_units(self.likelihood(params).sample())
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor | np.ndarray) -> Tensor:
