@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.data import load_dataset, prepare_eval_data
+from vaekit.distributions import rsample_and_log_prob
 from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.fitted_priors import (
     FITTED_PRIORS,
@@ -71,14 +72,8 @@ class CodeSource:
         for i in range(0, len(self.x), self.batch):
             q = self.model.encode(self.x[i:i + self.batch])
             noise = torch.randn(1, len(q.mean), self.model.latent_dim, generator=generator)
-            draws.append(_rsample(q, noise)[0])
+            draws.append(rsample_and_log_prob(q, noise)[0][0])  # (B, L)
         return torch.cat(draws)
-
-
-def _rsample(q: Any, noise: Tensor) -> Tensor:
-    from vaekit.distributions import rsample_and_log_prob
-
-    return rsample_and_log_prob(q, noise)[0]
 
 
 def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str, Any],
