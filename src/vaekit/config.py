@@ -155,6 +155,10 @@ class Config:
     threads: int = field(default=0, metadata=_help("torch intra-op threads (0 = torch's default)"))
     bf16: bool = field(default=False, metadata=_help("bf16 autocast on GPU"))
     compile: bool = field(default=False, metadata=_help("torch.compile the model's loss"))
+    # --- looking
+    tensorboard: bool = field(default=False, metadata=_help(
+        "write TensorBoard event files to RUN/tensorboard: the epoch's metrics as scalars, grids "
+        "of samples and reconstructions every 5 epochs (needs the tensorboard extra)"))
 
     # Fields that describe the model's architecture (all that is needed to rebuild it).
     MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (

@@ -30,7 +30,8 @@ from vaekit.run import CHECKPOINT_FILE, load_weights, read_run_info, save_weight
 from vaekit.train.schedules import Segment
 
 #: Fields that may change when a run is resumed; the rest define the run.
-RESUMABLE_OVERRIDES = ("epochs", "time_limit", "device", "threads", "compile", "bf16")
+RESUMABLE_OVERRIDES = ("epochs", "time_limit", "device", "threads", "compile", "bf16",
+                       "tensorboard")
 
 
 @dataclass

@@ -62,6 +62,7 @@ from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_dis
 from vaekit.train.ema import WeightAverage
 from vaekit.train.faults import MAX_CONSECUTIVE_SKIPS, FaultRecovery, TrainingDiverged
 from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, resume_segments
+from vaekit.train.tensorboard import TensorBoardLog, check_available
 
 #: On a GPU the host reads the steps' skip flags and the stop flag every this many steps:
 #: reading a device tensor waits for the whole queue, which at small batches costs more than
@@ -160,6 +161,9 @@ class Trainer(FaultRecovery):
                               f"number of processes ({self.dist.world_size})")
         self.binarize = resolve_binarize(config, data)
         check_data_fits(config, data, self.binarize)
+        if config.tensorboard and self.run_dir is not None and self.dist.is_main:
+            check_available()
+        self.tensorboard: TensorBoardLog | None = None
         if config.standardize == "auto":  # recorded resolved: the run's model is rebuilt from it
             self.config = config = config.replace(standardize=resolve_standardize(config, data))
 
@@ -456,7 +460,8 @@ class Trainer(FaultRecovery):
         barrier(self.dist)
         self._fit_schedule(restart_schedule)
         self.last_good = self._snapshot()
-        with _stop_on_signals() as stop:
+        self._open_tensorboard()
+        with _stop_on_signals() as stop, self._closing_tensorboard():
             start = time.perf_counter()
             while self.state.epoch < cfg.epochs:
                 outcome = self.train_epoch(stop)
@@ -479,6 +484,27 @@ class Trainer(FaultRecovery):
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
         return self.model
+
+    def _open_tensorboard(self) -> None:
+        """RUN/tensorboard's writer (rank 0, with --tensorboard), continuing a resumed run's
+        stream from its next epoch."""
+        if not (self.config.tensorboard and self.run_dir is not None and self.dist.is_main):
+            return
+        images = None
+        if self.data.images and len(self.data.event_shape) == 3:
+            held_out = self.val_x if len(self.val_x) else self.train_x
+            images = held_out[:8].cpu()
+        self.tensorboard = TensorBoardLog(self.run_dir, self.config.to_dict(),
+                                          self.state.epoch + 1, self.config.epochs, images)
+
+    @contextmanager
+    def _closing_tensorboard(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
 
     def _out_of_time(self) -> bool:
         """Whether --time-limit leaves no room for another epoch as long as the last one: the
@@ -540,6 +566,9 @@ class Trainer(FaultRecovery):
         s.history.append(row)
         self.last_good = self._snapshot()
         self._append_metrics(row)
+        if self.tensorboard is not None:
+            with self.ema.applied() if self.ema is not None else nullcontext():
+                self.tensorboard.log_epoch(row, self.model)
         self.save_checkpoint()
         if improved:  # after the checkpoint: a kill in between is repaired on resume
             self._save_best()
