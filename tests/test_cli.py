@@ -42,6 +42,8 @@ def test_every_command_works_on_a_run_directory_alone(tiny_run: Path, tmp_path: 
                 "reconstruction", "active_units", "k", "n", "seconds"):
         assert key in report, key
     assert report["elbo"] == pytest.approx(report["reconstruction"] - report["kl"], abs=1e-4)
+    # the latest report stays in the run directory, for `vaekit report`
+    assert json.loads((tiny_run / "evaluation.json").read_text()) == report
 
 
 def test_new_data_is_scored_and_encoded_row_by_row_in_file_order(

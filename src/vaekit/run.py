@@ -4,6 +4,8 @@
     model.safetensors       the best weights (by validation ELBO)
     checkpoint.safetensors  everything to resume: weights, optimiser, RNG states, data order
     metrics.jsonl           one JSON object per epoch
+    evaluation.json         the latest `vaekit evaluate` report, quality.json `vaekit quality`'s
+    tensorboard/            event files (--tensorboard)
     samples.png, reconstructions.png, curves.png, latent.png (2-D latents)
 
 Every file is written atomically (see `vaekit.io`); loading never unpickles.
@@ -29,6 +31,9 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
+#: the latest `vaekit evaluate` and `vaekit quality` reports on the run, for `vaekit report`
+EVALUATION_FILE = "evaluation.json"
+QUALITY_FILE = "quality.json"
 #: `config.data` of a run fitted on an in-memory array (vaekit.fit): no data of its own to
 #: reload; config.json's data section records the array's fingerprint instead.
 ARRAY_DATA = "array"

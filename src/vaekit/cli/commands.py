@@ -138,6 +138,7 @@ def _evaluate_rows(k: int) -> list[tuple[str, str]]:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluate import amortization_gap, evaluate
+    from vaekit.run import EVALUATION_FILE
 
     model, info, (x, data) = _eval_data(args)
     if not model.has_likelihood:
@@ -151,6 +152,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.amortization_gap:
         report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
     report["estimate"] = ESTIMATE_SINGLE if args.k == 1 else ESTIMATE_IW
+    report.setdefault("k", args.k)
     print(f"{data.name} {args.split}: n={report['n']} examples, k={args.k}, "
           f"{report['seconds']:.1f}s  (nats per example)")
     for label, key in _evaluate_rows(args.k):
@@ -167,9 +169,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
     if "caveat" in report:
         print(f"  caveat: {report['caveat']}")
+    _save_report(Path(args.run) / EVALUATION_FILE, report)
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _save_report(path: Path, report: dict[str, Any]) -> None:
+    """The latest report, kept in the run directory for `vaekit report`; a run directory that
+    cannot be written to (read-only, say) gets a note, not a failure."""
+    from vaekit.io import atomic_write_json
+
+    try:
+        atomic_write_json(path, report)
+    except OSError as e:
+        print(f"note: could not save the report as {path}: {e.strerror or e}", file=sys.stderr)
 
 
 def _reconstruction_error(model: Any, x: Any) -> str:

@@ -9,7 +9,6 @@ from typing import Any
 
 from vaekit.errors import ConfigError, DataError
 
-QUALITY_FILE = "quality.json"
 
 
 def add_quality_parser(sub: Any, positive_int: Any, temperature: Any) -> None:
@@ -47,6 +46,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     from vaekit.cli.commands import _check_device, require_sampler
     from vaekit.data import load_dataset
     from vaekit.io import atomic_write_json
+    from vaekit.run import QUALITY_FILE
     from vaekit.quality import check_samples, feature_network, sample_quality
     from vaekit.quality.manifold import DEFAULT_K
     from vaekit.run import ARRAY_DATA, load_run, read_run_info
