@@ -42,13 +42,18 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _save_figure(fig: Any, path: str | Path) -> None:
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def _save_figure(fig: Any, path: str | Path) -> None:
+    atomic_write_bytes(path, figure_png(fig))
 
 
 def display_scale(h: int) -> int:
@@ -110,6 +115,11 @@ def label_rows(grid: np.ndarray, labels: list[str], row_height: int, pad: int = 
 
 def save_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     """ELBO, reconstruction and KL per epoch, train and validation."""
+    _save_figure(curves_figure(history), path)
+
+
+def curves_figure(history: list[dict[str, Any]]) -> Any:
+    """The figure of `save_curves`."""
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key, title in zip(axes, ("elbo", "reconstruction", "kl"),
@@ -122,7 +132,24 @@ def save_curves(history: list[dict[str, Any]], path: str | Path) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    _save_figure(fig, path)
+    return fig
+
+
+def kl_groups_figure(history: list[dict[str, Any]]) -> Any:
+    """The validation KL of each latent group of a hierarchy per epoch (from the data up), or
+    None where the history has no per-group KL."""
+    rows = [row for row in history if len(row.get("val_kl_groups", ())) > 1]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for g in range(len(rows[0]["val_kl_groups"])):
+        ax.plot([r["epoch"] for r in rows], [r["val_kl_groups"][g] for r in rows],
+                label=f"group {g + 1}")
+    ax.set_title("KL of each latent group (validation, nats)")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
 
 
 def save_kl_per_dimension(kl: Tensor, path: str | Path) -> None:

@@ -1,6 +1,6 @@
 """The `vaekit` command line: train | evaluate | sample | reconstruct | encode | interpolate |
-score | quality | fit-prior | info. Bad input ends with a one- or two-line message and exit
-status 2, no traceback."""
+score | quality | fit-prior | report | serve | info. Bad input ends with a one- or two-line
+message and exit status 2, no traceback."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from vaekit.cli.commands import (
 from vaekit.cli.fit_prior import cmd_fit_prior
 from vaekit.cli.parser import DEFAULT_EVAL_K, build_parser, merge_config_values
 from vaekit.cli.quality import cmd_quality
+from vaekit.cli.view import cmd_report
 from vaekit.errors import VaekitError
 
 __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entry", "main",
@@ -29,7 +30,7 @@ __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entr
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
             "reconstruct": cmd_reconstruct, "encode": cmd_encode,
             "interpolate": cmd_interpolate, "score": cmd_score, "quality": cmd_quality,
-            "fit-prior": cmd_fit_prior,
+            "fit-prior": cmd_fit_prior, "report": cmd_report,
             "info": cmd_info}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from vaekit.cli.fit_prior import add_fit_prior_parser
 from vaekit.cli.quality import add_quality_parser
+from vaekit.cli.view import add_view_parsers
 from vaekit.config import (
     PRESETS,
     Config,
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_quality_parser(sub, _positive_int, _temperature)
     add_fit_prior_parser(sub, _positive_int)
+    add_view_parsers(sub, _positive_int)
 
     p = sub.add_parser("info", help="what a run directory holds")
     p.add_argument("run", metavar="RUN", help="run directory")

@@ -10,7 +10,6 @@ from typing import Any
 from vaekit.errors import ConfigError, DataError
 
 
-
 def add_quality_parser(sub: Any, positive_int: Any, temperature: Any) -> None:
     p = sub.add_parser(
         "quality", help="sample quality: Fréchet distance, precision and recall against held-out "
@@ -46,10 +45,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
     from vaekit.cli.commands import _check_device, require_sampler
     from vaekit.data import load_dataset
     from vaekit.io import atomic_write_json
-    from vaekit.run import QUALITY_FILE
     from vaekit.quality import check_samples, feature_network, sample_quality
     from vaekit.quality.manifold import DEFAULT_K
-    from vaekit.run import ARRAY_DATA, load_run, read_run_info
+    from vaekit.run import ARRAY_DATA, QUALITY_FILE, load_run, read_run_info
 
     if (args.run is None) == (args.samples is None):
         raise ConfigError("give either a run directory or --samples FILE.npy (not both)")
