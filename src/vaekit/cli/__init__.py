@@ -21,7 +21,7 @@ from vaekit.cli.commands import (
 from vaekit.cli.fit_prior import cmd_fit_prior
 from vaekit.cli.parser import DEFAULT_EVAL_K, build_parser, merge_config_values
 from vaekit.cli.quality import cmd_quality
-from vaekit.cli.view import cmd_report
+from vaekit.cli.view import cmd_report, cmd_serve
 from vaekit.errors import VaekitError
 
 __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entry", "main",
@@ -30,7 +30,7 @@ __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entr
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample,
             "reconstruct": cmd_reconstruct, "encode": cmd_encode,
             "interpolate": cmd_interpolate, "score": cmd_score, "quality": cmd_quality,
-            "fit-prior": cmd_fit_prior, "report": cmd_report,
+            "fit-prior": cmd_fit_prior, "report": cmd_report, "serve": cmd_serve,
             "info": cmd_info}
 
 

@@ -10,6 +10,11 @@ from vaekit.errors import ConfigError
 
 
 def add_view_parsers(sub: Any, positive_int: Any) -> None:
+    add_report_parser(sub)
+    add_serve_parser(sub, positive_int)
+
+
+def add_report_parser(sub: Any) -> None:
     p = sub.add_parser(
         "report", help="one self-contained HTML page about a run (curves, KL, pictures, "
         "evaluation, quality, config)",
@@ -37,4 +42,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     page = build_report(run)
     atomic_write_text(Path(args.output), page)
     print(f"wrote {args.output} ({len(page) / 1024:.0f} KB, self-contained)")
+    return 0
+
+
+def add_serve_parser(sub: Any, positive_int: Any) -> None:
+    p = sub.add_parser(
+        "serve", help="a local latent explorer in the browser: sliders, interpolation, uploads, "
+        "samples",
+        description="Load RUN's model once and serve a page to explore it: drag latent "
+        "sliders and watch the decoded image, interpolate between held-out examples or "
+        "uploads, upload an image (or a row of numbers) to see its reconstruction, posterior "
+        "and anomaly score, and draw samples at a temperature. JSON endpoints /api/decode, "
+        "/api/encode, /api/sample, /api/interpolate (see the README). Needs the serve extra.")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, "
+                   "this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--data-dir", help="directory of the run's IDX files (default: the run's)")
+    p.add_argument("--max-upload-mb", type=float, default=2.0, help="largest request body, in "
+                   "MB (default: 2)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vaekit.run import read_run_info
+    from vaekit.serve.app import serve
+
+    read_run_info(args.run)  # a clear error for a directory that is not a run
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise ConfigError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    serve(args.run, host=args.host, port=args.port, data_dir=args.data_dir,
+          max_body=int(args.max_upload_mb * 1024 * 1024))
     return 0

@@ -1,0 +1,249 @@
+"""`vaekit serve`'s API through FastAPI's test client: each endpoint on a one-layer, a
+hierarchical, an autoencoder and a non-image run; uploads checked by content and size; every
+bad request a 4xx with a message; the shared model safe under concurrent requests."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY
+from vaekit.cli import main
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from vaekit.serve.app import create_app  # noqa: E402
+from vaekit.serve.session import SCORE_K, ExplorerSession  # noqa: E402
+
+
+def png_of(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def data_uri(raw: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+def image_of(uri: str) -> np.ndarray:
+    from PIL import Image
+
+    assert uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("serve")
+    rng = np.random.default_rng(0)
+    np.save(root / "table.npy", rng.normal(size=(300, 6)).astype(np.float32))
+    flags = {
+        "vae": TINY,  # a 2-D latent: the latent map
+        "wide": [*TINY, "--latent-dim", "6"],
+        "hvae": ["--model", "hvae", "--hvae-latents", "4,2", "--hvae-widths", "32,16",
+                 "--epochs", "1", "--batch-size", "50", "--quiet"],
+        "ae": ["--model", "ae", *TINY],
+        "table": ["--data", str(root / "table.npy"), "--likelihood", "gaussian", *TINY],
+    }
+    out = {}
+    for name, extra in flags.items():
+        out[name] = root / name
+        assert main(["train", "--out", str(out[name]), *extra]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def sessions(runs: dict[str, Path]) -> dict[str, ExplorerSession]:
+    return {name: ExplorerSession(run) for name, run in runs.items()}
+
+
+def client(session: ExplorerSession, **options: Any) -> TestClient:
+    return TestClient(create_app(session, **options), raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("name", ["vae", "wide", "hvae", "ae", "table"])
+def test_every_endpoint_answers_on_every_kind_of_run(name: str,
+                                                     sessions: dict[str, ExplorerSession]) -> None:
+    session = sessions[name]
+    api = client(session)
+    page = api.get("/")
+    assert page.status_code == 200 and 'id="decoded"' in page.text
+    info = api.get("/api/info").json()
+    d = info["latent_dim"]
+    assert d == session.model.latent_dim == sum(info["latent_groups"])
+    assert sorted(s["dim"] for s in info["sliders"]) == list(range(d))
+    weights = [s["weight"] for s in info["sliders"]]
+    assert weights == sorted(weights, reverse=True)  # the most informative first
+    z = [s["value"] for s in sorted(info["sliders"], key=lambda s: s["dim"])]
+    first = api.post("/api/decode", json={"z": z}).json()["x"]
+    moved = api.post("/api/decode", json={"z": [v + 3.0 for v in z]}).json()["x"]
+    assert first != moved
+    if info["image"]:
+        assert image_of(first).shape == session.model.event_shape[1:]
+    else:
+        assert len(first) == session.model.data_dim
+    encoded = api.post("/api/encode", json={"index": 2}).json()
+    assert len(encoded["mean"]) == len(encoded["std"]) == d and math.isfinite(encoded["score"])
+    frames = api.post("/api/interpolate", json={"a": 0, "b": 1, "steps": 5}).json()["frames"]
+    assert len(frames) == 5
+    sample = api.post("/api/sample", json={"n": 3, "temperature": 0.7, "seed": 4})
+    if name == "ae":
+        assert sample.status_code == 400 and "fit-prior" in sample.json()["detail"]
+    else:
+        assert len(sample.json()["samples"]) == 3
+        again = api.post("/api/sample", json={"n": 3, "temperature": 0.7, "seed": 4}).json()
+        assert again == sample.json()  # reproducible from the seed
+    latent_map = api.get("/api/latent_map")
+    if d == 2:
+        points = latent_map.json()["points"]
+        assert len(points) == len(session.held_out) and len(points[0]) == 2
+    else:
+        assert latent_map.status_code == 400
+
+
+def test_decode_is_the_models_decoder_and_encode_its_posterior_and_score(
+        sessions: dict[str, ExplorerSession]) -> None:
+    from vaekit.evaluate import log_likelihood
+
+    session = sessions["wide"]
+    api = client(session)
+    x = session.held_out[5]
+    encoded = api.post("/api/encode", json={"index": 5}).json()
+    with torch.no_grad():
+        mean = session.model.encode(x[None]).mean[0]
+        expected = -float(log_likelihood(session.model, x[None], k=SCORE_K,
+                                         compile=False).per_example[0])
+        decoded = session.model.decode_mean(mean[None])[0, 0].numpy()
+    assert np.allclose(encoded["mean"], mean.numpy(), atol=1e-5)
+    assert encoded["score"] == pytest.approx(expected, abs=1e-3)
+    shown = image_of(api.post("/api/decode", json={"z": mean.tolist()}).json()["x"])
+    assert np.abs(shown / 255.0 - decoded).max() <= 0.5 / 255 + 1e-6
+    # an upload of the same example (as a PNG) has the same posterior, up to 8-bit rounding
+    uploaded = api.post("/api/encode", json={"upload": data_uri(png_of(x[0].numpy()))}).json()
+    assert np.allclose(uploaded["mean"], encoded["mean"], atol=0.02)
+    between = api.post("/api/interpolate", json={"a_upload": data_uri(png_of(x[0].numpy())),
+                                                 "b": 5, "steps": 2}).json()["frames"]
+    assert len(between) == 2
+
+
+def test_a_table_row_is_uploaded_as_numbers(sessions: dict[str, ExplorerSession]) -> None:
+    api = client(sessions["table"])
+    row = ",".join(str(v) for v in sessions["table"].held_out[0].tolist())
+    assert api.post("/api/encode", json={"upload": row}).status_code == 200
+    bad = api.post("/api/encode", json={"upload": "1,2,x"})
+    assert bad.status_code == 400 and "comma-separated" in bad.json()["detail"]
+    short = api.post("/api/encode", json={"upload": "1,2"})
+    assert short.status_code == 400 and "6 finite numbers" in short.json()["detail"]
+
+
+GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/api/decode", {"z": [0.0]}, 400, "latent has 6"),
+    ("/api/decode", {"z": "zero"}, 422, "valid list"),
+    ("/api/decode", {"z": [0.0] * 6, "extra": 1}, 422, "extra"),
+    ("/api/encode", {"index": 10**6}, 400, "out of range"),
+    ("/api/encode", {}, 400, "either index"),
+    ("/api/encode", {"index": 0, "upload": "x"}, 400, "not both"),
+    ("/api/encode", {"upload": "%%%"}, 400, "not valid base64"),
+    ("/api/encode", {"upload": base64.b64encode(GIF).decode()}, 400, "not a PNG or JPEG"),
+    ("/api/encode", {"upload": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode()},
+     400, "could not be decoded"),
+    ("/api/sample", {"n": 0}, 422, "greater than or equal to 1"),
+    ("/api/sample", {"n": 4, "temperature": -1}, 422, "temperature"),
+    ("/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, 422, "steps"),
+    ("/api/interpolate", {"a": 0}, 400, "either b"),
+])
+def test_a_bad_request_gets_a_4xx_with_a_message(path: str, body: dict[str, Any], status: int,
+                                                 message: str,
+                                                 sessions: dict[str, ExplorerSession]) -> None:
+    response = client(sessions["wide"]).post(path, json=body)
+    assert response.status_code == status
+    assert message in str(response.json()["detail"])
+    assert "Traceback" not in response.text
+
+
+def test_non_finite_numbers_and_broken_json_are_refused(
+        sessions: dict[str, ExplorerSession]) -> None:
+    api = client(sessions["wide"])
+    nan = api.post("/api/decode", content=b'{"z": [NaN, 0, 0, 0, 0, 0]}',
+                   headers={"content-type": "application/json"})
+    assert nan.status_code == 422
+    broken = api.post("/api/decode", content=b'{"z": [', headers={"content-type":
+                                                                    "application/json"})
+    assert broken.status_code == 422
+
+
+def test_uploads_are_size_limited(sessions: dict[str, ExplorerSession]) -> None:
+    api = client(sessions["wide"], max_body=10_000)
+    big = base64.b64encode(png_of(np.random.default_rng(0).random((200, 200)))).decode()
+    response = api.post("/api/encode", json={"upload": big})
+    assert response.status_code == 413 and "limit of 10000 bytes" in response.json()["detail"]
+    # a body sent without a Content-Length is counted as it arrives
+    chunks = iter([b'{"upload": "', big.encode(), b'"}'])
+    streamed = api.post("/api/encode", content=chunks,
+                        headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+
+
+def test_a_huge_image_is_refused_before_it_is_decoded(
+        sessions: dict[str, ExplorerSession]) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buf, format="PNG")  # compresses to a few KB
+    response = client(sessions["wide"]).post(
+        "/api/encode", json={"upload": base64.b64encode(buf.getvalue()).decode()})
+    assert response.status_code == 400 and "5000x5000" in response.json()["detail"]
+
+
+def test_an_unexpected_error_is_a_500_without_a_traceback(
+        sessions: dict[str, ExplorerSession], monkeypatch: pytest.MonkeyPatch) -> None:
+    session = sessions["wide"]
+
+    def broken(z: list[float]) -> None:
+        raise RuntimeError("deep inside torch")
+
+    monkeypatch.setattr(session, "decode", broken)
+    response = client(session).post("/api/decode", json={"z": [0.0] * 6})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error (RuntimeError)"}
+
+
+def test_concurrent_requests_share_one_model_safely(sessions: dict[str, ExplorerSession]) -> None:
+    session = sessions["hvae"]
+    rng = np.random.default_rng(1)
+    latents = [rng.normal(size=session.model.latent_dim).tolist() for _ in range(48)]
+    serial = [session.decode(z)["x"] for z in latents]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda z: session.decode(z)["x"], latents))
+        scores = list(pool.map(lambda i: session.encode(session.example(i))["score"],
+                               [0, 1, 2, 3] * 4))
+    assert parallel == serial
+    assert all(s == scores[i % 4] for i, s in enumerate(scores))
+
+
+def test_the_command_refuses_bad_settings_in_one_line(
+        runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in ((["serve", str(tmp_path)], "config.json"),
+                          (["serve", str(runs["vae"]), "--port", "70000"], "--port"),
+                          (["serve", str(runs["vae"]), "--max-upload-mb", "0"],
+                           "--max-upload-mb")):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
