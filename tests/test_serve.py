@@ -20,10 +20,10 @@ from vaekit.cli import main
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from vaekit.serve.app import create_app  # noqa: E402
-from vaekit.serve.session import SCORE_K, ExplorerSession  # noqa: E402
+from vaekit.serve.app import create_app
+from vaekit.serve.session import SCORE_K, ExplorerSession
 
 
 def png_of(image: np.ndarray) -> bytes:
