@@ -65,7 +65,14 @@ class Config:
 
     # --- data
     data: str = field(default="digits", metadata=_help(
-        "dataset: digits (built in), mnist, fashion-mnist, or a path to a .npy/.npz file"))
+        "dataset: digits (built in), mnist, fashion-mnist, a path to a .npy/.npz file, or a "
+        "folder of PNG/JPEG images (class subfolders are labels)"))
+    image_size: tuple[int, ...] = field(default=(), metadata=_help(
+        "an image folder's images resized to H[,W] pixels (default: their own size, which "
+        "must then be the same for all)"))
+    image_channels: int = field(default=0, metadata=_help(
+        "an image folder's images converted to 1 (grey) or 3 (RGB) channels (default 0: the "
+        "majority's)"))
     data_dir: str | None = field(default=None, metadata=_help(
         "directory with the IDX files of mnist / fashion-mnist (default: the first that holds "
         "them of $VAEKIT_DATA_DIR/NAME, ~/.cache/vaekit/NAME and, for fashion-mnist, "
@@ -185,6 +192,11 @@ class Config:
                 raise ConfigError(f"--{_flag(name)} sizes must be positive integers, got {sizes!r}")
         if self.net == "mlp" and not self.hidden:
             raise ConfigError("--hidden needs at least one width for --net mlp")
+        if len(self.image_size) > 2 or any(not isinstance(s, int) or isinstance(s, bool)
+                                           or s <= 0 for s in self.image_size):
+            raise ConfigError(f"--image-size must be H or H,W in pixels, got {self.image_size!r}")
+        if self.image_channels not in (0, 1, 3):
+            raise ConfigError(f"--image-channels must be 1 or 3, got {self.image_channels!r}")
         if self.net == "conv" and not self.channels:
             raise ConfigError("--channels needs at least one stage for --net conv")
         if not (math.isfinite(self.lr) and self.lr > 0):

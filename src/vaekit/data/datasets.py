@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from vaekit.data.arrays import check_array, load_array_dataset
+from vaekit.data.folders import FolderOptions, load_image_folder
 from vaekit.data.mnist import IDX_DATASETS, load_idx_dataset
 from vaekit.data.splits import SPLITS, Dataset, _split
 from vaekit.errors import DataError
@@ -49,15 +50,20 @@ def array_file(name: str) -> Path | None:
 
 
 def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0.1,
-                 download: bool | None = None, images: bool | None = None) -> Dataset:
-    """Load `name` (digits, mnist, fashion-mnist, or a .npy/.npz path) and split it. An array
-    is judged by the image rule (vaekit.data.arrays) unless `images` is False: then it is used
-    exactly as given, as a run that recorded images=False was trained on it (runs made before
-    the rule included)."""
+                 download: bool | None = None, images: bool | None = None,
+                 image_size: tuple[int, ...] = (), image_channels: int = 0) -> Dataset:
+    """Load `name` (digits, mnist, fashion-mnist, a .npy/.npz path or a folder of images) and
+    split it. An array is judged by the image rule (vaekit.data.arrays) unless `images` is
+    False: then it is used exactly as given, as a run that recorded images=False was trained on
+    it (runs made before the rule included). `image_size` ((H,) or (H, W)) and
+    `image_channels` apply to a folder (vaekit.data.folders)."""
     if name in BUILT_IN:
         return BUILT_IN[name](data_dir, val_fraction, download)
     path = array_file(name)
+    if path is not None and path.is_dir():
+        size = tuple(image_size) * 2 if len(image_size) == 1 else tuple(image_size)
+        return load_image_folder(path, val_fraction, FolderOptions(size, image_channels))
     if path is not None:
         return load_array_dataset(path, val_fraction, images)
-    raise DataError(f"unknown dataset {name!r}: use digits, mnist, fashion-mnist, or the path of "
-                    "a .npy/.npz file")
+    raise DataError(f"unknown dataset {name!r}: use digits, mnist, fashion-mnist, the path of "
+                    "a .npy/.npz file, or a folder of images")

@@ -84,7 +84,9 @@ class ExplorerSession:
             return None, None, "trained on an in-memory array: no held-out examples"
         try:
             data = load_dataset(config.data, data_dir or config.data_dir, config.val_fraction,
-                                download=False, images=self.info.data.get("images"))
+                                download=False, images=self.info.data.get("images"),
+                                image_size=config.image_size,
+                                image_channels=config.image_channels)
         except VaekitError as e:
             return None, None, f"the run's data could not be read ({e})"
         split = "test" if len(data.test) else "val"
