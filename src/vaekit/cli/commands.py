@@ -94,10 +94,10 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     args.device = _check_device(args.device)
     name, data_dir = _data_source(args, read_run_info(args.run))
     data_file = array_file(name)
-    folder = data_file is not None and data_file.is_dir()
+    folder = [data_file] if data_file is not None and data_file.is_dir() else []
     _claim_output(args, reads=[data_file] if data_file is not None and not folder else [],
                   read_dirs=[find_idx_dir(name, data_dir, download=False)]
-                  if name in IDX_DATASETS else [data_file] if folder else [])
+                  if name in IDX_DATASETS else folder)
     model, info = load_run(args.run, device=args.device)
     data = load_dataset(name, data_dir, info.config.val_fraction,
                         images=info.data.get("images"), image_size=info.config.image_size,

@@ -58,8 +58,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
     data_dir = args.data_dir if args.data_dir is not None else (
         info.config.data_dir if info is not None and args.data is None else None)
     images = info.data.get("images") if info is not None else None
-    folder = {"image_size": info.config.image_size,
-              "image_channels": info.config.image_channels} if info is not None else {}
+    folder: dict[str, Any] = {"image_size": info.config.image_size,
+                              "image_channels": info.config.image_channels} \
+        if info is not None else {}
     val_fraction = info.config.val_fraction if info is not None else 0.1
     if args.split == "val" and val_fraction == 0:
         raise DataError("--split val: the run has no validation split (val_fraction 0)")

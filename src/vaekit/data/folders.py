@@ -190,7 +190,8 @@ def read_folder(root: Path, options: FolderOptions) -> tuple[np.ndarray, np.ndar
     x = _decode_all(root, files, options)
     y = np.asarray(labels, dtype=np.int64) if labels is not None else None
     buf = io.BytesIO()
-    np.savez(buf, x=x, **({"labels": y} if y is not None else {}))
+    arrays: dict[str, np.ndarray] = {"x": x} if y is None else {"x": x, "labels": y}
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     try:
         atomic_write_bytes(cached, buf.getvalue())
     except OSError as e:  # a read-only home: the data are still read, just not cached
