@@ -89,8 +89,7 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
                               f"{run_dir}, or choose another --out")
     if data is None:  # a resumed run's arrays are read as it recorded them (images or not)
         data = load_dataset(config.data, config.data_dir, config.val_fraction,
-                            images=recorded.get("images"), image_size=config.image_size,
-                            image_channels=config.image_channels)
+                            images=recorded.get("images"), settings=config)
     elif config.data == ARRAY_DATA:
         record = array_fingerprint(data)
     trainer = Trainer(config, data, run_dir, progress=progress, data_record=record)

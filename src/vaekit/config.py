@@ -70,6 +70,12 @@ class Config:
     image_size: tuple[int, ...] = field(default=(), metadata=_help(
         "an image folder's images resized to H[,W] pixels (default: their own size, which "
         "must then be the same for all)"))
+    columns: str = field(default="", metadata=_help(
+        "a table's column types, overriding the inferred ones: NAME:TYPE,... with TYPE one of "
+        "continuous, integer, binary, categorical, drop"))
+    table: dict[str, Any] = field(default_factory=dict, metadata=_help(
+        "a table's fitted schema (columns, types, transforms), written by training on a "
+        ".csv/.parquet file, never given"))
     image_channels: int = field(default=0, metadata=_help(
         "an image folder's images converted to 1 (grey) or 3 (RGB) channels (default 0: the "
         "majority's)"))
@@ -169,8 +175,8 @@ class Config:
 
     # Fields that describe the model's architecture (all that is needed to rebuild it).
     MODEL_FIELDS: typing.ClassVar[tuple[str, ...]] = (
-        "model", "model_options", "fitted_prior", "net", "hidden", "channels", "activation",
-        "latent_dim", "likelihood", "variance",
+        "model", "model_options", "fitted_prior", "table", "net", "hidden", "channels",
+        "activation", "latent_dim", "likelihood", "variance",
         "mixture_components", "posterior", "flow_steps", "standardize", "prior", "components",
         "pseudo_inputs")
 
@@ -195,6 +201,9 @@ class Config:
         if len(self.image_size) > 2 or any(not isinstance(s, int) or isinstance(s, bool)
                                            or s <= 0 for s in self.image_size):
             raise ConfigError(f"--image-size must be H or H,W in pixels, got {self.image_size!r}")
+        if self.likelihood == "table" and not self.table:
+            raise ConfigError("--likelihood table is chosen by training on a .csv/.parquet "
+                              "table (--data FILE.csv), not given")
         if self.image_channels not in (0, 1, 3):
             raise ConfigError(f"--image-channels must be 1 or 3, got {self.image_channels!r}")
         if self.net == "conv" and not self.channels:

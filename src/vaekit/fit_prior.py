@@ -98,8 +98,7 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     model, _ = load_run(run)
     model.requires_grad_(False)
     data = load_dataset(info.config.data, info.config.data_dir, info.config.val_fraction,
-                        images=info.data.get("images"), image_size=info.config.image_size,
-                        image_channels=info.config.image_channels)
+                        images=info.data.get("images"), settings=info.config)
     x = prepare_eval_data(data.train, info.data.get("binarize", "none"),
                           info.data.get("dequantize"))
     held_out = prepare_eval_data(data.test, info.data.get("binarize", "none"),

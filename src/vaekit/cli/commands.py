@@ -100,13 +100,13 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
                   if name in IDX_DATASETS else folder)
     model, info = load_run(args.run, device=args.device)
     data = load_dataset(name, data_dir, info.config.val_fraction,
-                        images=info.data.get("images"), image_size=info.config.image_size,
-                        image_channels=info.config.image_channels)
+                        images=info.data.get("images"), settings=info.config)
     if data.event_shape != model.event_shape:
         raise DataError(f"the data has examples of shape {data.event_shape}, but the model in "
                         f"{args.run} was trained on shape {model.event_shape}")
     if args.split is None:
-        args.split = "all" if args.data and Path(args.data).suffix in (".npy", ".npz") else "test"
+        args.split = "all" if args.data and Path(args.data).suffix.lower() in (
+            ".npy", ".npz", ".csv", ".parquet", ".pq") else "test"
     mode = info.data.get("binarize", "none")
     check_data_fits(info.config, data, mode, training=False)
     x = data.split(args.split)
@@ -236,7 +236,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, info = load_run(args.run, device=args.device)
     require_sampler(model, args.run)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    x = model.sample(args.n, generator=g, mean=not args.draw, temperature=args.temperature)
+    table = Path(args.output).suffix.lower() == ".csv"
+    if table != bool(info.config.table):
+        raise ConfigError(f"-o {args.output}: " + (
+            "a table's samples are written as .csv (or .npy, encoded)" if not table or
+            Path(args.output).suffix == ".png" else "only a run trained on a table writes .csv"))
+    if args.bounds and not info.config.table:
+        raise ConfigError("--bounds applies to a run trained on a table")
+    # a table's rows are draws of every cell (the mean of a categorical is no category)
+    x = model.sample(args.n, generator=g, mean=not (args.draw or info.config.table),
+                     temperature=args.temperature)
+    if table:
+        from vaekit.data.tables import TableSchema
+        from vaekit.io import atomic_write_text
+
+        frame = TableSchema.from_dict(info.config.table).inverse(x, bounds=args.bounds)
+        atomic_write_text(args.output, frame.to_csv(index=False))
+        print(f"wrote {args.output}: {len(frame)} rows x {frame.shape[1]} columns")
+        return 0
     _save_array_or_grid(x, args.output, image=bool(info.data.get("images", True)))
     return 0
 

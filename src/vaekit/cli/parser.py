@@ -198,12 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from the prior through the decoder")
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default: 64)")
-    add_output(p, "FILE.png (a grid) or FILE.npy")
+    add_output(p, "FILE.png (a grid), FILE.npy, or FILE.csv (a table's rows)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--draw", action="store_true", help="sample x ~ p(x|z) instead of its mean")
+    p.add_argument("--draw", action="store_true", help="sample x ~ p(x|z) instead of its mean "
+                   "(always, for a table)")
     p.add_argument("--temperature", type=_temperature, default=1.0, metavar="T",
                    help="scale the prior's noise by T: below 1, colder, more typical samples "
                    "(default: 1)")
+    p.add_argument("--bounds", action="store_true", help="a table's numbers clipped to the "
+                   "training range of their column")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     p = sub.add_parser("reconstruct", help="inputs beside their reconstructions")

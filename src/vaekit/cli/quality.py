@@ -58,13 +58,11 @@ def cmd_quality(args: argparse.Namespace) -> int:
     data_dir = args.data_dir if args.data_dir is not None else (
         info.config.data_dir if info is not None and args.data is None else None)
     images = info.data.get("images") if info is not None else None
-    folder: dict[str, Any] = {"image_size": info.config.image_size,
-                              "image_channels": info.config.image_channels} \
-        if info is not None else {}
+    settings = info.config if info is not None else None
     val_fraction = info.config.val_fraction if info is not None else 0.1
     if args.split == "val" and val_fraction == 0:
         raise DataError("--split val: the run has no validation split (val_fraction 0)")
-    data = load_dataset(name, data_dir, val_fraction, images=images, **folder)
+    data = load_dataset(name, data_dir, val_fraction, images=images, settings=settings)
     if len(data.split(args.split)) < DEFAULT_K + 2 or len(data.train) < DEFAULT_K + 2:
         raise DataError(f"sample quality needs at least {DEFAULT_K + 2} examples in the "
                         f"{args.split} and training splits of {data.name}; they have "
@@ -102,7 +100,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
                   "fraction_clamped_to_0_1": outside}
     # One feature network per dataset, whatever a run's validation split: trained on every
     # training example, so runs with different --val-fraction are scored on one scale.
-    whole = load_dataset(name, data_dir, 0.0, images=images, **folder) if val_fraction else data
+    whole = load_dataset(name, data_dir, 0.0, images=images, settings=settings) \
+        if val_fraction else data
     net = feature_network(whole, progress=not args.json)
     report = {**source, **sample_quality(samples[:args.n], data, net, args.split)}
     _print_report(report)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from vaekit.data.arrays import check_array, load_array_dataset
 from vaekit.data.folders import FolderOptions, load_image_folder
 from vaekit.data.mnist import IDX_DATASETS, load_idx_dataset
 from vaekit.data.splits import SPLITS, Dataset, _split
+from vaekit.data.tables import is_table_file, load_table_dataset
 from vaekit.errors import DataError
 
 __all__ = ["BUILT_IN", "SPLITS", "Dataset", "_split", "array_file", "check_array",
@@ -51,18 +53,24 @@ def array_file(name: str) -> Path | None:
 
 def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0.1,
                  download: bool | None = None, images: bool | None = None,
-                 image_size: tuple[int, ...] = (), image_channels: int = 0) -> Dataset:
-    """Load `name` (digits, mnist, fashion-mnist, a .npy/.npz path or a folder of images) and
-    split it. An array is judged by the image rule (vaekit.data.arrays) unless `images` is
-    False: then it is used exactly as given, as a run that recorded images=False was trained on
-    it (runs made before the rule included). `image_size` ((H,) or (H, W)) and
-    `image_channels` apply to a folder (vaekit.data.folders)."""
+                 settings: Any = None) -> Dataset:
+    """Load `name` (digits, mnist, fashion-mnist, a .npy/.npz path, a folder of images or a
+    .csv/.parquet table) and split it. An array is judged by the image rule
+    (vaekit.data.arrays) unless `images` is False: then it is used exactly as given, as a run
+    that recorded images=False was trained on it (runs made before the rule included).
+    `settings` (a Config: a run's, for its own or new data) gives a folder's `image_size` and
+    `image_channels` (vaekit.data.folders) and a table's `columns` types, or the fitted `table`
+    schema that new rows must follow (vaekit.data.tables)."""
     if name in BUILT_IN:
         return BUILT_IN[name](data_dir, val_fraction, download)
     path = array_file(name)
     if path is not None and path.is_dir():
-        size = tuple(image_size) * 2 if len(image_size) == 1 else tuple(image_size)
-        return load_image_folder(path, val_fraction, FolderOptions(size, image_channels))
+        size = tuple(getattr(settings, "image_size", ()))
+        return load_image_folder(path, val_fraction, FolderOptions(
+            size * 2 if len(size) == 1 else size, getattr(settings, "image_channels", 0)))
+    if path is not None and is_table_file(name):
+        return load_table_dataset(path, val_fraction, getattr(settings, "table", None) or None,
+                                  getattr(settings, "columns", ""))
     if path is not None:
         return load_array_dataset(path, val_fraction, images)
     raise DataError(f"unknown dataset {name!r}: use digits, mnist, fashion-mnist, the path of "

@@ -4,6 +4,7 @@ the source has them, cut by a fixed permutation that does not depend on the run'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,6 +33,8 @@ class Dataset:
     bin_width: float | None = None
     full: Tensor | None = None  # every example in the source's own order (split "all")
     labels: dict[str, Tensor] | None = None  # "train", "val", "test", "all" -> (N,) int64
+    #: a table's fitted schema (vaekit.data.tables.TableSchema.to_dict()), or None
+    table: dict[str, Any] | None = None
 
     @property
     def event_shape(self) -> tuple[int, ...]:

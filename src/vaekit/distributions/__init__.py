@@ -23,9 +23,11 @@ from vaekit.distributions.likelihoods import (
     likelihood_support,
 )
 from vaekit.distributions.point_mass import PointMass
+from vaekit.distributions.table import TableLikelihood
 
 LIKELIHOODS["discretized-logistic"] = DiscretizedLogisticLikelihood
 LIKELIHOODS["logistic-mixture"] = LogisticMixtureLikelihood
+LIKELIHOODS["table"] = TableLikelihood  # set by training on a .csv/.parquet table
 
 __all__ = [
     "LIKELIHOODS",
@@ -39,6 +41,7 @@ __all__ = [
     "LogisticMixtureLikelihood",
     "PointMass",
     "StandardNormal",
+    "TableLikelihood",
     "analytic_kl",
     "bits_per_dim",
     "build_likelihood",

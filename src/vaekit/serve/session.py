@@ -85,8 +85,7 @@ class ExplorerSession:
         try:
             data = load_dataset(config.data, data_dir or config.data_dir, config.val_fraction,
                                 download=False, images=self.info.data.get("images"),
-                                image_size=config.image_size,
-                                image_channels=config.image_channels)
+                                settings=config)
         except VaekitError as e:
             return None, None, f"the run's data could not be read ({e})"
         split = "test" if len(data.test) else "val"

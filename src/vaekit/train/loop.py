@@ -159,6 +159,12 @@ class Trainer(FaultRecovery):
         if config.batch_size % self.dist.world_size:
             raise ConfigError(f"--batch-size {config.batch_size} must be divisible by the "
                               f"number of processes ({self.dist.world_size})")
+        if data.table is not None:  # a table: its own likelihood, its own standardisation
+            if config.likelihood not in ("bernoulli", "table"):
+                self._log(f"note: --likelihood {config.likelihood} is replaced by the table's "
+                          "per-column likelihoods")
+            self.config = config = config.replace(likelihood="table", table=data.table,
+                                                  standardize="off")
         self.binarize = resolve_binarize(config, data)
         check_data_fits(config, data, self.binarize)
         if config.tensorboard and self.run_dir is not None and self.dist.is_main:

@@ -1,0 +1,331 @@
+"""Tables (`--data file.csv`, `.parquet` with pyarrow): columns of mixed types as one tensor.
+
+Each column gets a type, inferred or given (`--columns name:type,...`):
+
+    continuous   numbers: standardised (x - mean) / sd, a Gaussian in the model
+    integer      whole numbers: as continuous, rounded when sampled
+    binary       two values (0/1, yes/no, True/False): a Bernoulli
+    categorical  text or codes with more than two values: a one-hot block, a categorical
+    drop         left out
+
+Dates are not modelled: a column of dates is refused with an error that names it and says how
+to drop it. The encoded row is the columns' blocks in order, then one observed-flag per column
+(1 observed, 0 missing): a missing cell is 0 in its block and 0 in its flag, so the encoder
+sees what is missing and the likelihood (`vaekit.distributions.table`) leaves it out. No row
+is dropped; the count of missing cells is printed.
+
+The fitted transform (`TableSchema`: the columns, their types, means and sds, ranges, category
+lists) is plain JSON, saved in the run's config.json; `inverse` turns encoded rows (samples,
+reconstructions) back into a DataFrame with the training columns, in order, with their types.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaekit.data.splits import Dataset, _split
+from vaekit.errors import ConfigError, DataError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+COLUMN_TYPES = ("continuous", "integer", "binary", "categorical", "drop")
+#: a text column with more distinct values than this is refused (an identifier, free text)
+MAX_CATEGORIES = 500
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ConfigError("tables need pandas: pip install 'vaekit[tables]'") from None
+    return pandas
+
+
+@dataclass
+class Column:
+    """One column's type and fitted transform."""
+
+    name: str
+    kind: str
+    mean: float = 0.0
+    sd: float = 1.0
+    low: float = 0.0  # the training range (continuous, integer)
+    high: float = 0.0
+    categories: list[Any] = field(default_factory=list)  # binary: [value for 0, value for 1]
+    dtype: str = ""  # the pandas dtype to write back
+
+    @property
+    def width(self) -> int:
+        """Numbers in the encoded row."""
+        return len(self.categories) if self.kind == "categorical" else 1
+
+    @property
+    def params(self) -> int:
+        """Decoder outputs of its likelihood."""
+        return {"continuous": 2, "integer": 2, "binary": 1}.get(self.kind, self.width)
+
+
+@dataclass
+class TableSchema:
+    """The columns of a table, in order, with their fitted transforms (see the module)."""
+
+    columns: list[Column]
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        """The encoded row: every column's block, then one observed-flag per column."""
+        return sum(c.width for c in self.columns) + len(self.columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": [asdict(c) for c in self.columns], "dropped": list(self.dropped)}
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> TableSchema:
+        try:
+            return TableSchema([Column(**c) for c in raw["columns"]],
+                               list(raw.get("dropped", [])))
+        except (KeyError, TypeError) as e:
+            raise DataError(f"the run's table schema is damaged ({e})") from None
+
+    # ------------------------------------------------------------------ rows <-> tensor
+
+    def transform(self, frame: Any, where: str) -> Tensor:
+        """Encoded rows (N, width) of a DataFrame with (at least) the schema's columns."""
+        pd = _pandas()
+        missing = [c.name for c in self.columns if c.name not in frame.columns]
+        if missing:
+            raise DataError(f"{where} lacks the column{'s' * (len(missing) > 1)} "
+                            f"{', '.join(map(repr, missing))} that the model was trained on")
+        extra = [c for c in frame.columns if c not in {col.name for col in self.columns}
+                 and c not in self.dropped]
+        if extra:
+            _note(f"{where}: column{'s' * (len(extra) > 1)} {', '.join(map(repr, extra))} "
+                  "not in the model's table, ignored")
+        n = len(frame)
+        blocks, flags = [], []
+        for c in self.columns:
+            values = frame[c.name]
+            observed = ~pd.isna(values).to_numpy()
+            block = np.zeros((n, c.width), dtype=np.float32)
+            if c.kind in ("continuous", "integer"):
+                numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+                bad = observed & ~np.isfinite(numbers)
+                if bad.any():
+                    raise DataError(f"{where}: column {c.name!r} holds a value that is not a "
+                                    f"finite number: {values[bad].iloc[0]!r}")
+                block[observed, 0] = (numbers[observed] - c.mean) / c.sd
+            else:
+                index = {_key(v): i for i, v in enumerate(c.categories)}
+                codes = np.array([index.get(_key(v), -1) if o else 0
+                                  for v, o in zip(values.tolist(), observed, strict=True)])
+                unseen = observed & (codes < 0)
+                if unseen.any():
+                    raise DataError(f"{where}: column {c.name!r} holds "
+                                    f"{values[unseen].iloc[0]!r}, a value not seen in training "
+                                    f"(known: {_listing(c.categories)})")
+                if c.kind == "binary":
+                    block[observed, 0] = codes[observed]
+                else:
+                    block[np.flatnonzero(observed), codes[observed]] = 1.0
+            blocks.append(block)
+            flags.append(observed.astype(np.float32))
+        return torch.from_numpy(np.concatenate([*blocks, np.stack(flags, 1)], axis=1))
+
+    def inverse(self, x: Tensor, bounds: bool = False) -> Any:
+        """A DataFrame of encoded rows (N, width): means of continuous blocks (or draws),
+        integers rounded, the most likely category of a block of probabilities; a cell whose
+        observed-flag is below 1/2 is missing. `bounds`: clip numbers to the training range."""
+        pd = _pandas()
+        rows = x.detach().double().cpu().numpy()
+        flags = rows[:, -len(self.columns):] >= 0.5
+        data: dict[str, Any] = {}
+        at = 0
+        for i, c in enumerate(self.columns):
+            block = rows[:, at:at + c.width]
+            at += c.width
+            if c.kind in ("continuous", "integer"):
+                numbers = block[:, 0] * c.sd + c.mean
+                if bounds:
+                    numbers = np.clip(numbers, c.low, c.high)
+                if c.kind == "integer":
+                    numbers = np.round(numbers)
+                column = pd.Series(numbers)
+            else:
+                codes = (block[:, 0] >= 0.5).astype(int) if c.kind == "binary" else \
+                    block.argmax(1)
+                column = pd.Series([c.categories[k] for k in codes], dtype=object)
+            column[~flags[:, i]] = None
+            data[c.name] = _restore_dtype(column, c, pd)
+        return pd.DataFrame(data)
+
+
+def _restore_dtype(column: Any, c: Column, pd: Any) -> Any:
+    if c.kind == "integer" or (c.kind in ("binary", "categorical") and c.dtype.startswith("int")):
+        return column.astype("Int64")
+    if c.kind == "continuous":
+        return column.astype("float64")
+    if c.dtype == "bool":
+        return column.astype("boolean")
+    return column
+
+
+def _key(value: Any) -> Any:
+    """A category's identity across CSV reads: numbers by value (1 == 1.0), the rest as text."""
+    if isinstance(value, (bool, np.bool_)):
+        return ("bool", bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return ("num", float(value))
+    return ("text", str(value))
+
+
+def _listing(values: list[Any]) -> str:
+    shown = ", ".join(map(repr, values[:8]))
+    return shown + (f", ... ({len(values)} in all)" if len(values) > 8 else "")
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def is_table_file(name: str) -> bool:
+    return Path(name).suffix.lower() in TABLE_SUFFIXES
+
+
+def read_table(path: Path) -> Any:
+    """The file as a DataFrame: CSV, or Parquet where pyarrow is installed."""
+    pd = _pandas()
+    if not path.is_file():
+        raise DataError(f"{path} does not exist" if not path.exists() else
+                        f"{path} is not a file")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path)
+        else:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise ConfigError(f"{path}: reading Parquet needs pyarrow: pip install "
+                                  "pyarrow") from None
+            frame = pd.read_parquet(path)
+    except (ConfigError, DataError):
+        raise
+    except Exception as e:  # pandas' parser errors have no common base
+        raise DataError(f"{path} could not be read as a table: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise DataError(f"{path} holds no rows" if frame.shape[1] else f"{path} holds no columns")
+    return frame
+
+
+def parse_column_types(text: str) -> dict[str, str]:
+    """`--columns name:type,...` as {name: type}."""
+    types: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, kind = item.rpartition(":")
+        if not sep or not name or kind not in COLUMN_TYPES:
+            raise ConfigError(f"--columns: {item!r} must be NAME:TYPE with TYPE one of "
+                              f"{', '.join(COLUMN_TYPES)}")
+        types[name] = kind
+    return types
+
+
+def infer_kind(values: Any, name: str) -> str:
+    """The type of one column (see the module's docstring)."""
+    pd = _pandas()
+    present = values.dropna()
+    if len(present) == 0:
+        raise DataError(f"column {name!r} has no values at all: drop it with --columns "
+                        f"{name}:drop")
+    if pd.api.types.is_bool_dtype(values.dtype) or present.nunique() == 2:
+        return "binary"
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        numbers = present.to_numpy(dtype=np.float64)
+        return "integer" if np.all(numbers == np.round(numbers)) else "continuous"
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or _looks_like_dates(present, pd):
+        raise DataError(f"column {name!r} holds dates, which are not modelled: drop it with "
+                        f"--columns {name}:drop, or convert it to a number first")
+    return "categorical"
+
+
+def _looks_like_dates(present: Any, pd: Any) -> bool:
+    sample = present.astype(str).head(200)
+    if not sample.str.contains(r"\d{1,4}[-/.:]\d{1,2}", regex=True).all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() > 0.9)
+
+
+def fit_schema(frame: Any, overrides: dict[str, str], where: str) -> TableSchema:
+    """Infer (or take from `overrides`) each column's type and fit its transform on `frame`
+    (the training rows)."""
+    pd = _pandas()
+    unknown = [name for name in overrides if name not in frame.columns]
+    if unknown:
+        raise ConfigError(f"--columns names {', '.join(map(repr, unknown))}, not a column of "
+                          f"{where} (its columns: {_listing(list(frame.columns))})")
+    columns, dropped = [], []
+    for name in frame.columns:
+        values = frame[name]
+        kind = overrides.get(name) or infer_kind(values, str(name))
+        if kind == "drop":
+            dropped.append(str(name))
+            continue
+        present = values.dropna()
+        c = Column(str(name), kind, dtype=str(values.dtype))
+        if kind in ("continuous", "integer"):
+            numbers = pd.to_numeric(present, errors="coerce").to_numpy(dtype=np.float64)
+            if len(numbers) == 0 or not np.isfinite(numbers).all():
+                raise DataError(f"{where}: column {name!r} is {kind} but holds values that are "
+                                "not numbers; give it another type with --columns")
+            c.mean, c.sd = float(numbers.mean()), float(numbers.std()) or 1.0
+            c.low, c.high = float(numbers.min()), float(numbers.max())
+        else:
+            categories = sorted(set(present.tolist()), key=lambda v: (str(type(v)), v))
+            if kind == "binary" and len(categories) > 2:
+                raise DataError(f"{where}: column {name!r} has {len(categories)} values, so it "
+                                "cannot be binary; make it categorical")
+            if len(categories) > MAX_CATEGORIES or (
+                    kind == "categorical" and len(present) > 50
+                    and len(categories) == len(present)):
+                raise DataError(f"{where}: column {name!r} has {len(categories)} distinct "
+                                f"values in {len(present)} rows: an identifier or free text? "
+                                f"Drop it with --columns {name}:drop")
+            c.categories = [v.item() if isinstance(v, np.generic) else v for v in categories]
+        columns.append(c)
+    if not columns:
+        raise DataError(f"{where}: every column is dropped")
+    return TableSchema(columns, dropped)
+
+
+def load_table_dataset(path: Path, val_fraction: float, schema: dict[str, Any] | None = None,
+                       columns: str = "") -> Dataset:
+    """A Dataset of the table's encoded rows (not images), split by the fixed permutation; the
+    schema is fitted on the training rows, or given (a trained run's, for new data)."""
+    frame = read_table(path)
+    where = str(path)
+    index = torch.arange(len(frame), dtype=torch.float32)[:, None]
+    parts = _split(path.name, index, None, val_fraction, images=False)
+    rows = {name: parts.split(name)[:, 0].long().numpy() for name in ("train", "val", "test")}
+    if schema is None:
+        fitted = fit_schema(frame.iloc[rows["train"]], parse_column_types(columns), where)
+    else:
+        fitted = TableSchema.from_dict(schema)
+    x = fitted.transform(frame, where)
+    observed = x[:, -len(fitted.columns):]
+    missing = int((observed == 0).sum())
+    if missing:
+        holes = int((observed == 0).any(0).sum())
+        _note(f"{where}: {missing} missing values in {holes} column"
+              f"{'s' * (holes > 1)}, left out of the likelihood (no row is dropped)")
+    return Dataset(path.name, x[rows["train"]], x[rows["val"]], x[rows["test"]], images=False,
+                   full=x, table=fitted.to_dict())
