@@ -248,3 +248,59 @@ def test_likelihood_table_cannot_be_given() -> None:
 
     with pytest.raises(VaekitError, match=r"chosen by training on a \.csv"):
         Config(likelihood="table").validate()
+
+
+# ---------------------------------------------------------------------------- quality
+
+
+def test_column_metrics_have_their_known_answers() -> None:
+    from vaekit.quality.tables import correlation_similarity, ks_complement, tv_complement
+
+    a = np.arange(100.0)
+    assert ks_complement(a, a.copy()) == 1.0
+    assert ks_complement(a, a + 1000) == 0.0
+    assert ks_complement(np.array([1.0, 2, 3, 4]), np.array([3.0, 4, np.nan])) == 0.5
+    assert tv_complement(["a", "a", "b", "b"], ["a", "a", "a", "b"]) == pytest.approx(0.75)
+    assert tv_complement(["a", None], ["b"]) == 0.0
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    real = pd.DataFrame({"x": x, "y": x + 0.5 * rng.normal(size=500)})
+    rho = np.corrcoef(real["x"], real["y"])[0, 1]
+    assert correlation_similarity(real, real, ["x", "y"]) == pytest.approx(1.0)
+    flipped = real.assign(y=-real["y"])
+    assert correlation_similarity(real, flipped, ["x", "y"]) == pytest.approx(1 - abs(rho))
+
+
+def test_train_on_synthetic_test_on_real_has_known_answers() -> None:
+    from vaekit.quality.tables import tstr
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    frame = pd.DataFrame({"x": x, "label": np.where(x > 0, "up", "down")})
+    schema = fit_schema(frame, {}, "t")
+    train, test = frame.iloc[:300], frame.iloc[300:]
+    scrambled = train.assign(label=rng.permutation(train["label"].to_numpy()))
+    faithful = tstr(schema, train, train, test, "label")
+    assert faithful["accuracy_synthetic"] > 0.95 and faithful["accuracy_real"] > 0.95
+    assert tstr(schema, train, scrambled, test, "label")["accuracy_synthetic"] < 0.75
+    with pytest.raises(ValueError, match="binary or categorical"):
+        tstr(schema, train, train, test, "x")
+
+
+def test_quality_of_a_table_run_is_reported_and_saved(
+        table_run: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    _, run = table_run
+    capsys.readouterr()
+    assert main(["quality", str(run), "--target", "city", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["column_shapes"]) == {"height", "children", "smoker", "city", "member",
+                                            "score"}
+    assert 0 <= report["column_shapes_mean"] <= 1 and 0 <= report["correlation_similarity"] <= 1
+    assert {"accuracy_synthetic", "accuracy_real", "accuracy_majority"} <= set(report["tstr"])
+    assert json.loads((run / "quality.json").read_text()) == report
+    assert main(["report", str(run), "-o", str(tmp_path / "r.html")]) == 0
+    assert "correlation similarity" in (tmp_path / "r.html").read_text()
+    assert main(["quality", str(run), "--target", "height"]) == 2

@@ -191,6 +191,8 @@ def _quality(path: Path) -> str:
     if r is None:
         return ("<p class=muted>None saved: run <code>vaekit quality RUN</code> to add the "
                 "Fréchet distance and precision/recall of samples.</p>")
+    if "column_shapes" in r:
+        return _table_quality(r)
     floor = r.get("floor", {})
     rows = "".join(
         f"<tr><th>{label}</th><td class=num>{float(r[key]):.4f}</td>"
@@ -202,3 +204,26 @@ def _quality(path: Path) -> str:
             f"{html.escape(str(r.get('data', '?')))} {html.escape(str(r.get('split', '?')))}; "
             f"features of {html.escape(str(net.get('name', '?')))}.</p><table><tr><th></th>"
             f"<th>samples</th><th>floor (training data)</th></tr>{rows}</table>")
+
+
+def _table_quality(r: dict[str, Any]) -> str:
+    """quality.json of a table run: column shapes, correlations, train-on-synthetic."""
+    rows = [(f"{name} ({shape['metric']})", f"{shape['score']:.4f}")
+            for name, shape in r["column_shapes"].items()]
+    for label, key in (("column shapes, mean", "column_shapes_mean"),
+                       ("correlation similarity", "correlation_similarity")):
+        if isinstance(r.get(key), (int, float)):
+            rows.append((label, f"{r[key]:.4f}"))
+    t = r.get("tstr")
+    if isinstance(t, dict):
+        for which in ("synthetic", "real", "majority"):
+            value = t.get(f"accuracy_{which}")
+            if isinstance(value, (int, float)):
+                rows.append((f"accuracy predicting {t.get('target')}: "
+                             f"{'trained on ' + which if which != 'majority' else 'majority'}",
+                             f"{value:.4f}"))
+    cells = "".join(f"<tr><th>{html.escape(a)}</th><td class=num>{b}</td></tr>" for a, b in rows)
+    n = r.get("rows", {})
+    return (f"<p>{n.get('synthetic', '?')} synthetic rows against {n.get('real_test', '?')} "
+            f"real {html.escape(str(r.get('split', '?')))} rows (1 = the same distribution)."
+            f"</p><table>{cells}</table>")
