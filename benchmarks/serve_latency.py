@@ -48,7 +48,7 @@ def start(run: str) -> tuple[subprocess.Popen[bytes], int]:
             return process, port
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server for {run} did not start: "
+                raise SystemExit(f"the server for {run} did not start: "  # noqa: B904
                                  f"{process.stderr.read().decode() if process.stderr else ''}")
             time.sleep(0.3)
 
