@@ -50,6 +50,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("serve")
     rng = np.random.default_rng(0)
     np.save(root / "table.npy", rng.normal(size=(300, 6)).astype(np.float32))
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame({"size": rng.normal(5, 2, 300), "kind": rng.choice(["a", "b", "c"], 300),
+                  "count": rng.integers(0, 9, 300)}).to_csv(root / "mixed.csv", index=False)
     flags = {
         "vae": TINY,  # a 2-D latent: the latent map
         "wide": [*TINY, "--latent-dim", "6"],
@@ -57,6 +60,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                  "--epochs", "1", "--batch-size", "50", "--quiet"],
         "ae": ["--model", "ae", *TINY],
         "table": ["--data", str(root / "table.npy"), "--likelihood", "gaussian", *TINY],
+        "csv": ["--data", str(root / "mixed.csv"), *TINY],
     }
     out = {}
     for name, extra in flags.items():
@@ -74,7 +78,7 @@ def client(session: ExplorerSession, **options: Any) -> TestClient:
     return TestClient(create_app(session, **options), raise_server_exceptions=False)
 
 
-@pytest.mark.parametrize("name", ["vae", "wide", "hvae", "ae", "table"])
+@pytest.mark.parametrize("name", ["vae", "wide", "hvae", "ae", "table", "csv"])
 def test_every_endpoint_answers_on_every_kind_of_run(name: str,
                                                      sessions: dict[str, ExplorerSession]) -> None:
     session = sessions[name]
@@ -93,6 +97,9 @@ def test_every_endpoint_answers_on_every_kind_of_run(name: str,
     assert first != moved
     if info["image"]:
         assert image_of(first).shape == session.model.event_shape[1:]
+    elif name == "csv":
+        assert list(first["row"]) == ["size", "kind", "count"]
+        assert first["row"]["kind"] in ("a", "b", "c") and isinstance(first["row"]["count"], int)
     else:
         assert len(first) == session.model.data_dim
     encoded = api.post("/api/encode", json={"index": 2}).json()
@@ -147,6 +154,19 @@ def test_a_table_row_is_uploaded_as_numbers(sessions: dict[str, ExplorerSession]
     assert bad.status_code == 400 and "comma-separated" in bad.json()["detail"]
     short = api.post("/api/encode", json={"upload": "1,2"})
     assert short.status_code == 400 and "6 finite numbers" in short.json()["detail"]
+
+
+def test_a_table_row_is_uploaded_as_csv(sessions: dict[str, ExplorerSession]) -> None:
+    api = client(sessions["csv"])
+    for upload in ("4.5,b,3", "size,kind,count\n4.5,b,3", "kind,size,count\nb,4.5,3"):
+        answer = api.post("/api/encode", json={"upload": upload})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["input"]["row"] == {"size": pytest.approx(4.5, abs=1e-4),
+                                                 "kind": "b", "count": 3}
+    unseen = api.post("/api/encode", json={"upload": "4.5,z,3"})
+    assert unseen.status_code == 400 and "'z', a value not seen in training" in unseen.text
+    two = api.post("/api/encode", json={"upload": "1,a,1\n2,b,2"})
+    assert two.status_code == 400 and "one row" in two.text
 
 
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"

@@ -68,6 +68,11 @@ class ExplorerSession:
         self.image_shape = shape if bool(self.info.data.get("images", True)) and \
             len(shape) == 3 and shape[0] in (1, 3) else None
         self.description = describe_model(self.info.config)
+        self.schema: Any = None  # a table's columns (vaekit.data.tables.TableSchema)
+        if self.info.config.table:
+            from vaekit.data.tables import TableSchema
+
+            self.schema = TableSchema.from_dict(self.info.config.table)
         self.held_out, self.labels, self.data_note = self._held_out(data_dir)
         self.sliders = self._sliders()
 
@@ -127,9 +132,13 @@ class ExplorerSession:
                 "held_out_note": self.data_note, "latent_map": m.latent_dim == 2}
 
     def show(self, x: Tensor) -> Any:
-        """One example (event_shape) for the page: a PNG data URI, else its values."""
+        """One example (event_shape) for the page: a PNG data URI; a table's row as
+        {"row": {column: value}} (means: the most likely category); else its values."""
         if self.image_shape is not None:
             return png_data_uri(x.reshape(self.image_shape))
+        if self.schema is not None:
+            frame = self.schema.inverse(x.reshape(1, -1))
+            return {"row": {k: _plain(v) for k, v in frame.iloc[0].items()}}
         return [round(float(v), 6) for v in x.flatten()]
 
     def decode(self, z: list[float]) -> dict[str, Any]:
@@ -234,6 +243,8 @@ class ExplorerSession:
         return x[None] if c == 1 else x.permute(2, 0, 1)
 
     def _read_row(self, payload: str) -> Tensor:
+        if self.schema is not None:
+            return self._read_table_row(payload)
         try:
             values = [float(v) for v in payload.replace("\n", ",").split(",") if v.strip()]
         except ValueError:
@@ -243,3 +254,38 @@ class ExplorerSession:
                                f"{len(values)}")
         return torch.tensor(values, dtype=torch.float32).reshape(self.model.event_shape)
 
+    def _read_table_row(self, payload: str) -> Tensor:
+        """One CSV row of a table run: with a header line naming the columns, or the values
+        alone in the training columns' order."""
+        import pandas as pd
+
+        names = [c.name for c in self.schema.columns]
+        lines = [line for line in payload.strip().splitlines() if line.strip()]
+        if not lines:
+            raise RequestError("the row is empty")
+        try:
+            header = next(iter(pd.read_csv(io.StringIO(lines[0]), header=None).iloc[0]))
+            has_header = str(header) in names
+            frame = pd.read_csv(io.StringIO("\n".join(lines)), header=0 if has_header else None,
+                                names=None if has_header else names)
+        except (ValueError, pd.errors.ParserError) as e:
+            raise RequestError(f"the row is not CSV: {str(e).splitlines()[0]}") from None
+        if len(frame) != 1:
+            raise RequestError(f"give one row, got {len(frame)}")
+        try:
+            return self.schema.transform(frame, "the uploaded row")[0]
+        except VaekitError as e:
+            raise RequestError(str(e)) from None
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as JSON: None for missing, Python numbers and strings."""
+    import pandas as pd
+
+    if value is None or bool(pd.isna(value)):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
