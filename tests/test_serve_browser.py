@@ -117,6 +117,10 @@ def test_moving_a_slider_changes_the_decoded_image(server: str, browser: Any,
     # the samples and the interpolation fill in too
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#samples img")) > 0)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#frames img")) > 0)
+    # the 16 most used dimensions are shown, the rest behind "show all dimensions"
+    latent_dim = browser.execute_script("return info.latent_dim")
+    shown = [e for e in browser.find_elements(By.CSS_SELECTOR, ".slider") if e.is_displayed()]
+    assert len(shown) == min(16, latent_dim)
     before = _decoded(browser)
     browser.find_element(By.ID, "slider-0").send_keys(Keys.END)  # to the end of its range
     wait.until(lambda d: _decoded(d) != before)
