@@ -18,8 +18,9 @@ from vaekit.errors import DataError
 
 PATH_CASES = ("data dir is a file", "data dir does not exist", "data dir below a file",
               "data dir is empty", "IDX file is a directory", "VAEKIT_DATA_DIR is a file",
-              "data file is a directory", "data file below a file",
-              "missing data file of another format", "a .csv table", "text in a .npy file")
+              "an empty folder", "data file below a file",
+              "missing data file of another format", "a .csv table without rows",
+              "text in a .npy file")
 
 
 def _path_cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str], str]]:
@@ -31,7 +32,7 @@ def _path_cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str], str]]:
     odd = tmp / "odd"
     (odd / "train-images-idx3-ubyte").mkdir(parents=True)
     table = tmp / "table.csv"
-    table.write_text("a,b\n1,2\n")
+    table.write_text("a,b\n")
     text_npy = tmp / "text.npy"
     text_npy.write_text("1 2 3\n")
     return [
@@ -47,11 +48,11 @@ def _path_cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str], str]]:
          "is a directory, not an IDX file"),
         ("VAEKIT_DATA_DIR is a file", ["--data", "mnist"], {"VAEKIT_DATA_DIR": str(a_file)},
          "$VAEKIT_DATA_DIR"),
-        ("data file is a directory", ["--data", str(empty)], {}, "is a directory, not a file"),
+        ("an empty folder", ["--data", str(empty)], {}, "holds no PNG or JPEG images"),
         ("data file below a file", ["--data", str(a_file / "x.npy")], {}, "does not exist"),
         ("missing data file of another format", ["--data", str(tmp / "x.csv")], {},
          "does not exist"),
-        ("a .csv table", ["--data", str(table)], {}, "does not read .csv files"),
+        ("a .csv table without rows", ["--data", str(table)], {}, "holds no rows"),
         ("text in a .npy file", ["--data", str(text_npy)], {}, "not a valid NumPy file"),
     ]
 
@@ -111,14 +112,15 @@ def test_unreadable_data_paths_end_in_one_line_error(target: str, tmp_path: Path
     assert "cannot be read" in err and err.count("\n") == 1, err
 
 
-def test_evaluating_with_a_directory_as_data_is_one_line(tiny_run: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]
-                                                        ) -> None:
+def test_evaluating_with_a_folder_without_images_as_data_is_one_line(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vaekit.cli import main
 
+    (tmp_path / "notes.txt").write_text("no images here")
     assert main(["evaluate", str(tiny_run), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "is a directory" in err and err.count("\n") == 1
+    assert "holds no PNG or JPEG images (1 other files skipped)" in err
+    assert err.count("\n") == 1
 
 
 # --- where mnist / fashion-mnist are looked for (item 17b)

@@ -114,8 +114,8 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
                             f"{path.suffix} file)")
         kind = f"{path.suffix} files" if path.suffix else "this file"
         raise DataError(f"{path}: vaekit does not read {kind}; --data takes digits, mnist, "
-                        "fashion-mnist or a NumPy .npy/.npz array (convert the data with "
-                        "numpy.save)")
+                        "fashion-mnist, a NumPy .npy/.npz array, a .csv/.parquet table or a "
+                        "folder of PNG/JPEG images")
     try:
         if head.startswith(ZIP_MAGICS):
             with np.load(path, allow_pickle=False) as f:
