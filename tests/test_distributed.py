@@ -40,11 +40,12 @@ def _assert_same_model(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
     # 0.1 nats: group 1's KL crosses the floor in epoch 2, group 2's stays below it (at 0.3,
     # a KL that hovers at the floor flips one decision by float summation order)
     ["--model", "hvae", "--hvae-latents", "3,2", "--hvae-widths", "32,16", "--free-bits", "0.1",
-     "--ema", "0.9"]], ids=["elbo", "free-bits", "hierarchy"])
+     "--ema", "0.9", "--tensorboard"]], ids=["elbo", "free-bits", "hierarchy"])
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
                                                             extra: list[str]) -> None:
     """Also with free bits, whose floor is decided on the global batch's KL of each unit (a
-    dimension; a group of a hierarchy), and for a hierarchy with a weight average."""
+    dimension; a group of a hierarchy), and for a hierarchy with a weight average, writing
+    TensorBoard's events from rank 0 only."""
     flags = FLAGS if "hvae" not in extra else [f for f in FLAGS if f not in (
         "--hidden", "32", "--latent-dim", "3")]
     r = _torchrun(2, "train", "--out", str(tmp_path / "ddp"), *flags, *extra)
@@ -61,6 +62,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
     one_rows = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").open()]
     assert [r["val_elbo"] for r in ddp_rows] == pytest.approx(
         [r["val_elbo"] for r in one_rows], abs=1e-3)
+    if "--tensorboard" in extra:  # one writer: rank 0's
+        assert len(list((tmp_path / "ddp" / "tensorboard").iterdir())) == 1
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
