@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from vaekit.cli import main
+from vaekit.config import Config
 from vaekit.data import load_dataset
 from vaekit.errors import DataError
 
@@ -73,10 +74,10 @@ def test_size_and_channels_options(tmp_path: Path, capsys: pytest.CaptureFixture
         Image.fromarray(np.zeros((size[1], size[0]), np.uint8)).save(root / f"odd{i}.png")
     with pytest.raises(DataError, match=r"odd0\.png is 20x24 pixels .* most images are 10x12"):
         load_dataset(str(root))
-    data = load_dataset(str(root), image_size=(6, 8))
+    data = load_dataset(str(root), settings=Config(image_size=(6, 8)))
     assert data.event_shape == (3, 6, 8)  # the RGB majority, with a note
     assert "all read with 3 (the majority's)" in capsys.readouterr().err
-    grey = load_dataset(str(root), image_size=(16,), image_channels=1)
+    grey = load_dataset(str(root), settings=Config(image_size=(16,), image_channels=1))
     assert grey.event_shape == (1, 16, 16)
 
 
