@@ -56,6 +56,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(run: Path) -> Iterator[str]:
+    yield from _serve(run)
+
+
+def _serve(run: Path) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "vaekit", "serve", str(run), "--port",
                                 str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -161,3 +165,33 @@ def test_the_report_shows_every_image_from_a_file_address(run: Path, browser: An
     assert len(sizes) >= 3 and all(s > 0 for s in sizes), sizes
     path = screenshot_path(tmp_path, "report.png")
     assert browser.save_screenshot(str(path)) and path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def table_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pd = pytest.importorskip("pandas")
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("table-browser")
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"size": rng.normal(5, 2, 200), "kind": rng.choice(["a", "b", "c"], 200)}
+                 ).to_csv(root / "t.csv", index=False)
+    assert main(["train", "--data", str(root / "t.csv"), "--out", str(root / "run"), *TINY]) == 0
+    yield from _serve(root / "run")
+
+
+def test_a_table_runs_decoded_row_follows_a_slider(table_server: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def row(d: Any) -> str:
+        return str(d.find_element(By.ID, "decoded-row").text)
+
+    browser.get(table_server)
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: "size" in row(d) and "kind" in row(d))
+    before = row(browser)
+    browser.find_element(By.ID, "slider-0").send_keys(Keys.END)
+    wait.until(lambda d: row(d) not in (before, ""))
+    assert browser.find_element(By.ID, "error").text == ""
