@@ -3,6 +3,10 @@
 Each column gets a type, inferred or given (`--columns name:type,...`):
 
     continuous   numbers: standardised (x - mean) / sd, a Gaussian in the model
+    multimodal   numbers with several modes (never inferred: ask for it): mode-specific
+                 normalisation (Xu et al. 2019, TVAE): a Bayesian Gaussian mixture fitted to
+                 the column; a value is its mode m (the most responsible component, one-hot)
+                 and alpha = (x - mean_m) / (4 sd_m); a categorical on m and a Gaussian on alpha
     integer      whole numbers: as continuous, rounded when sampled
     binary       two values (0/1, yes/no, True/False): a Bernoulli
     categorical  text or codes with more than two values: a one-hot block, a categorical
@@ -34,7 +38,11 @@ from vaekit.data.splits import Dataset, _split
 from vaekit.errors import ConfigError, DataError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-COLUMN_TYPES = ("continuous", "integer", "binary", "categorical", "drop")
+COLUMN_TYPES = ("continuous", "integer", "multimodal", "binary", "categorical", "drop")
+#: the types whose values are numbers
+NUMERIC_TYPES = ("continuous", "integer", "multimodal")
+#: components of a multimodal column's mixture before pruning, and the weight kept
+MAX_MODES, MIN_MODE_WEIGHT = 10, 0.005
 #: a text column with more distinct values than this is refused (an identifier, free text)
 MAX_CATEGORIES = 500
 
@@ -58,17 +66,28 @@ class Column:
     low: float = 0.0  # the training range (continuous, integer)
     high: float = 0.0
     categories: list[Any] = field(default_factory=list)  # binary: [value for 0, value for 1]
+    modes: list[list[float]] = field(default_factory=list)  # multimodal: [weight, mean, sd]
     dtype: str = ""  # the pandas dtype to write back
 
     @property
     def width(self) -> int:
         """Numbers in the encoded row."""
+        if self.kind == "multimodal":
+            return 1 + len(self.modes)  # alpha, then the mode one-hot
         return len(self.categories) if self.kind == "categorical" else 1
 
     @property
     def params(self) -> int:
         """Decoder outputs of its likelihood."""
+        if self.kind == "multimodal":
+            return 2 + len(self.modes)  # alpha's mean and log sd, the modes' logits
         return {"continuous": 2, "integer": 2, "binary": 1}.get(self.kind, self.width)
+
+    def mode_of(self, numbers: np.ndarray) -> np.ndarray:
+        """The most responsible mode of each value (multimodal)."""
+        w, mu, sd = (np.array(v) for v in zip(*self.modes, strict=True))
+        log_r = np.log(w) - np.log(sd) - 0.5 * ((numbers[:, None] - mu) / sd) ** 2
+        return log_r.argmax(1)
 
 
 @dataclass
@@ -114,13 +133,20 @@ class TableSchema:
             values = frame[c.name]
             observed = ~pd.isna(values).to_numpy()
             block = np.zeros((n, c.width), dtype=np.float32)
-            if c.kind in ("continuous", "integer"):
+            if c.kind in NUMERIC_TYPES:
                 numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
                 bad = observed & ~np.isfinite(numbers)
                 if bad.any():
                     raise DataError(f"{where}: column {c.name!r} holds a value that is not a "
                                     f"finite number: {values[bad].iloc[0]!r}")
-                block[observed, 0] = (numbers[observed] - c.mean) / c.sd
+                if c.kind == "multimodal":
+                    seen = numbers[observed]
+                    m = c.mode_of(seen)
+                    _, mu, sd = (np.array(v) for v in zip(*c.modes, strict=True))
+                    block[observed, 0] = (seen - mu[m]) / (4 * sd[m])
+                    block[np.flatnonzero(observed), 1 + m] = 1.0
+                else:
+                    block[observed, 0] = (numbers[observed] - c.mean) / c.sd
             else:
                 index = {_key(v): i for i, v in enumerate(c.categories)}
                 codes = np.array([index.get(_key(v), -1) if o else 0
@@ -150,8 +176,13 @@ class TableSchema:
         for i, c in enumerate(self.columns):
             block = rows[:, at:at + c.width]
             at += c.width
-            if c.kind in ("continuous", "integer"):
-                numbers = block[:, 0] * c.sd + c.mean
+            if c.kind in NUMERIC_TYPES:
+                if c.kind == "multimodal":
+                    _, mu, sd = (np.array(v) for v in zip(*c.modes, strict=True))
+                    m = block[:, 1:].argmax(1)
+                    numbers = block[:, 0] * 4 * sd[m] + mu[m]
+                else:
+                    numbers = block[:, 0] * c.sd + c.mean
                 if bounds:
                     numbers = np.clip(numbers, c.low, c.high)
                 if c.kind == "integer":
@@ -166,10 +197,33 @@ class TableSchema:
         return pd.DataFrame(data)
 
 
+def fit_modes(numbers: np.ndarray) -> list[list[float]]:
+    """[weight, mean, sd] of the modes of a column: a Bayesian Gaussian mixture of up to
+    MAX_MODES components with a Dirichlet-process prior (as TVAE fits one), the components of
+    weight above MIN_MODE_WEIGHT kept and renormalised."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+
+    x = numbers.reshape(-1, 1)
+    k = max(1, min(MAX_MODES, len(np.unique(x))))
+    with warnings.catch_warnings():  # an unconverged fit still gives usable modes
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm = BayesianGaussianMixture(n_components=k, weight_concentration_prior_type=
+                                      "dirichlet_process", weight_concentration_prior=0.001,
+                                      max_iter=200, random_state=0).fit(x)
+    keep = gmm.weights_ > MIN_MODE_WEIGHT
+    weights = gmm.weights_[keep] / gmm.weights_[keep].sum()
+    sds = np.sqrt(gmm.covariances_.reshape(-1)[keep]).clip(min=1e-6 * (x.std() or 1.0))
+    return [[float(w), float(m), float(s)]
+            for w, m, s in zip(weights, gmm.means_.reshape(-1)[keep], sds, strict=True)]
+
+
 def _restore_dtype(column: Any, c: Column, pd: Any) -> Any:
     if c.kind == "integer" or (c.kind in ("binary", "categorical") and c.dtype.startswith("int")):
         return column.astype("Int64")
-    if c.kind == "continuous":
+    if c.kind in ("continuous", "multimodal"):
         return column.astype("float64")
     if c.dtype == "bool":
         return column.astype("boolean")
@@ -282,13 +336,15 @@ def fit_schema(frame: Any, overrides: dict[str, str], where: str) -> TableSchema
             continue
         present = values.dropna()
         c = Column(str(name), kind, dtype=str(values.dtype))
-        if kind in ("continuous", "integer"):
+        if kind in NUMERIC_TYPES:
             numbers = pd.to_numeric(present, errors="coerce").to_numpy(dtype=np.float64)
             if len(numbers) == 0 or not np.isfinite(numbers).all():
                 raise DataError(f"{where}: column {name!r} is {kind} but holds values that are "
                                 "not numbers; give it another type with --columns")
             c.mean, c.sd = float(numbers.mean()), float(numbers.std()) or 1.0
             c.low, c.high = float(numbers.min()), float(numbers.max())
+            if kind == "multimodal":
+                c.modes = fit_modes(numbers)
         else:
             categories = sorted(set(present.tolist()), key=lambda v: (str(type(v)), v))
             if kind == "binary" and len(categories) > 2:

@@ -7,6 +7,9 @@ column. For the decoder's parameters split the same way, column by column,
 
 with p_c a Gaussian N(mu, sigma^2) on the standardised value for a continuous or integer
 column (its log-density in the data's units: minus log sd, the standardisation's Jacobian),
+for a multimodal column a categorical on its mode m times a Gaussian on alpha = (x - mean_m) /
+(4 sd_m), minus log(4 sd_m) (Xu et al. 2019's mode-specific normalisation; m is the value's
+most responsible mode, so this is the density of x where the model's alpha stays in that mode),
 a Bernoulli on a logit for a binary column, and a categorical on K logits for a categorical
 one (Nazabal et al. 2020, HI-VAE; Xu et al. 2019, TVAE). A missing cell contributes nothing and
 its parameters get no gradient. The flags themselves are given, not modelled.
@@ -49,6 +52,10 @@ class TableLikelihood(Likelihood):
         log_sd = [math.log(c.sd) if c.kind in ("continuous", "integer") else 0.0
                   for c in self.schema.columns]
         self.register_buffer("log_sd", torch.tensor(log_sd), persistent=False)
+        for c, column in enumerate(self.schema.columns):
+            if column.kind == "multimodal":  # log(4 sd_m) of each mode: the Jacobian of alpha
+                scales = torch.tensor([math.log(4 * sd) for _, _, sd in column.modes])
+                self.register_buffer(f"mode_log_scale_{c}", scales, persistent=False)
 
     def param_shape(self) -> tuple[int, ...]:
         return (sum(self.param_widths),)
@@ -64,10 +71,12 @@ class TableLikelihood(Likelihood):
         out = []
         for c, (kind, p, v) in enumerate(zip(self.kinds, theta, values, strict=True)):
             if kind in ("continuous", "integer"):
-                mu, log_sd = p[..., 0], p[..., 1].clamp(*LOG_SD_RANGE)
-                x = v[..., 0]
-                lp = -0.5 * (((x - mu) * (-log_sd).exp()).square() + _LOG_2PI) - log_sd \
-                    - self.log_sd[c]
+                lp = _gaussian(p, v[..., 0]) - self.log_sd[c]
+            elif kind == "multimodal":
+                onehot = v[..., 1:]
+                scale = (onehot * getattr(self, f"mode_log_scale_{c}")).sum(-1)
+                lp = (F.log_softmax(p[..., 2:], -1) * onehot).sum(-1) + _gaussian(p, v[..., 0]) \
+                    - scale
             elif kind == "binary":
                 lp = -F.binary_cross_entropy_with_logits(p[..., 0], v[..., 0].expand_as(
                     p[..., 0]), reduction="none")
@@ -88,6 +97,8 @@ class TableLikelihood(Likelihood):
         for kind, p in zip(self.kinds, params.split(self.param_widths, -1), strict=True):
             if kind in ("continuous", "integer"):
                 blocks.append(p[..., :1])
+            elif kind == "multimodal":
+                blocks += [p[..., :1], torch.softmax(p[..., 2:], -1)]
             elif kind == "binary":
                 blocks.append(torch.sigmoid(p))
             else:
@@ -99,17 +110,17 @@ class TableLikelihood(Likelihood):
         """One draw of every cell: Gaussian, Bernoulli, one-hot categorical; every flag 1."""
         blocks = []
         for kind, p in zip(self.kinds, params.split(self.param_widths, -1), strict=True):
-            if kind in ("continuous", "integer"):
+            if kind in ("continuous", "integer", "multimodal"):
                 noise = torch.randn(p[..., :1].shape, generator=generator, device=p.device,
                                     dtype=p.dtype)
-                blocks.append(p[..., :1] + p[..., 1:].clamp(*LOG_SD_RANGE).exp() * noise)
+                blocks.append(p[..., :1] + p[..., 1:2].clamp(*LOG_SD_RANGE).exp() * noise)
+                if kind == "multimodal":
+                    blocks.append(_one_hot_draw(p[..., 2:], generator))
             elif kind == "binary":
                 u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
                 blocks.append((u < torch.sigmoid(p)).to(p.dtype))
             else:
-                flat = torch.softmax(p, -1).reshape(-1, p.shape[-1])
-                k = torch.multinomial(flat, 1, generator=generator).reshape(p.shape[:-1])
-                blocks.append(F.one_hot(k, p.shape[-1]).to(p.dtype))
+                blocks.append(_one_hot_draw(p, generator))
         flags = params.new_ones(*params.shape[:-1], self.n_columns)
         return torch.cat([*blocks, flags], -1)
 
@@ -121,6 +132,19 @@ class TableLikelihood(Likelihood):
             return ("integer columns are modelled by a Gaussian density: their part of "
                     "'log p(x)' is a density, not a probability")
         return None
+
+
+def _gaussian(p: Tensor, x: Tensor) -> Tensor:
+    """log N(x; p[..., 0], exp(p[..., 1])^2), the log sd clamped to LOG_SD_RANGE."""
+    mu, log_sd = p[..., 0], p[..., 1].clamp(*LOG_SD_RANGE)
+    return -0.5 * (((x - mu) * (-log_sd).exp()).square() + _LOG_2PI) - log_sd
+
+
+def _one_hot_draw(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One-hot draws from categoricals on `logits` (*batch, K)."""
+    flat = torch.softmax(logits, -1).reshape(-1, logits.shape[-1])
+    k = torch.multinomial(flat, 1, generator=generator).reshape(logits.shape[:-1])
+    return F.one_hot(k, logits.shape[-1]).to(logits.dtype)
 
 
 class TableDistribution(Distribution):

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from vaekit.data.tables import NUMERIC_TYPES
+
 
 def ks_complement(real: np.ndarray, synthetic: np.ndarray) -> float:
     """1 − the two-sample Kolmogorov–Smirnov statistic (NaNs dropped)."""
@@ -113,14 +115,14 @@ def table_quality(schema: Any, train: Any, test: Any, synthetic: Any,
     """Every metric of the module for one synthetic table against the real `test` rows."""
     shapes: dict[str, dict[str, Any]] = {}
     for c in schema.columns:
-        if c.kind in ("continuous", "integer"):
+        if c.kind in NUMERIC_TYPES:
             score = ks_complement(test[c.name].to_numpy(dtype=float),
                                   synthetic[c.name].to_numpy(dtype=float))
             shapes[c.name] = {"metric": "KS complement", "score": score}
         else:
             shapes[c.name] = {"metric": "TV complement", "score": tv_complement(
                 test[c.name].tolist(), synthetic[c.name].tolist())}
-    numeric = [c.name for c in schema.columns if c.kind in ("continuous", "integer")]
+    numeric = [c.name for c in schema.columns if c.kind in NUMERIC_TYPES]
     finite = [s["score"] for s in shapes.values() if np.isfinite(s["score"])]
     report: dict[str, Any] = {
         "column_shapes": shapes,
