@@ -125,6 +125,8 @@ def _header(path: str) -> tuple[tuple[int, int], str]:
     try:
         with Image.open(path) as image:
             return image.size, image.mode
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path} is too large to decode safely ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path} is not a readable PNG or JPEG image ({e})") from None
 

@@ -237,6 +237,8 @@ class ExplorerSession:
                 picture = picture.convert("L" if c == 1 else "RGB").resize(
                     (w, h), Image.Resampling.BILINEAR)
                 array = np.asarray(picture, dtype=np.float32) / 255.0
+        except Image.DecompressionBombError:
+            raise RequestError(f"the image is larger than {MAX_UPLOAD_PIXELS} pixels") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise RequestError(f"the image could not be decoded: {e}") from None
         x = torch.from_numpy(array.copy())
