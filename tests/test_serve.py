@@ -267,3 +267,13 @@ def test_the_command_refuses_bad_settings_in_one_line(
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_decompression_bomb_is_a_400(sessions: dict[str, ExplorerSession],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses > 2,000 pixels
+    response = client(sessions["wide"]).post(
+        "/api/encode", json={"upload": data_uri(png_of(np.zeros((60, 60))))})
+    assert response.status_code == 400 and "larger than" in response.json()["detail"]
