@@ -87,7 +87,7 @@ def main() -> None:
         for name, (frame, target) in tables().items():
             full, train_csv = Path(tmp) / f"{name}.csv", Path(tmp) / f"{name}-train.csv"
             frame.to_csv(full, index=False)
-            index = torch.arange(len(frame), dtype=torch.float32)[:, None]
+            index = torch.arange(len(frame), dtype=torch.float64)[:, None]
             split = _split(full.name, index, None, 0.0, images=False)
             train_rows = split.train[:, 0].long().numpy()
             test_rows = split.test[:, 0].long().numpy()

@@ -166,3 +166,17 @@ def test_a_bad_folder_is_one_line_naming_the_problem(
     if case == "over budget":
         assert "--image-size" in err[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_or_unwritable_cache_never_stops_the_read(
+        classes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    first = load_dataset(str(classes), val_fraction=0.0).split("all")
+    for entry in (tmp_path / "cache" / "folders").iterdir():
+        entry.write_bytes(b"PK\x03\x04 not really a zip")
+    assert torch.equal(load_dataset(str(classes), val_fraction=0.0).split("all"), first)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("VAEKIT_CACHE", str(blocker))  # its folders/ cannot be made
+    assert torch.equal(load_dataset(str(classes), val_fraction=0.0).split("all"), first)
+    assert "could not cache the decoded images" in capsys.readouterr().err

@@ -277,3 +277,55 @@ def test_a_decompression_bomb_is_a_400(sessions: dict[str, ExplorerSession],
     response = client(sessions["wide"]).post(
         "/api/encode", json={"upload": data_uri(png_of(np.zeros((60, 60))))})
     assert response.status_code == 400 and "larger than" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"upload": "data:image/png;base64"}, "no comma"),
+    ({"upload": "data:,"}, "not a PNG or JPEG"),
+])
+def test_malformed_data_uris_are_400(body: dict[str, Any], message: str,
+                                     sessions: dict[str, ExplorerSession]) -> None:
+    response = client(sessions["wide"]).post("/api/encode", json=body)
+    assert response.status_code == 400 and message in response.json()["detail"]
+
+
+def test_a_16_bit_upload_is_refused(sessions: dict[str, ExplorerSession]) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(buf, format="PNG")
+    response = client(sessions["wide"]).post("/api/encode", json={"upload": data_uri(
+        buf.getvalue())})
+    assert response.status_code == 400 and "more than 8 bits" in response.json()["detail"]
+
+
+def test_the_models_own_refusals_are_400(sessions: dict[str, ExplorerSession],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit.errors import ConfigError
+
+    session = sessions["wide"]
+
+    def refuse(n: int, temperature: float, seed: int) -> None:
+        raise ConfigError("--temperature 0.5: sampling at a temperature needs a "
+                          "reparameterized prior")
+
+    monkeypatch.setattr(session, "sample", refuse)
+    response = client(session).post("/api/sample", json={"n": 2, "temperature": 0.5})
+    assert response.status_code == 400 and "reparameterized" in response.json()["detail"]
+
+
+def test_a_table_row_with_the_wrong_number_of_fields_is_refused(
+        sessions: dict[str, ExplorerSession]) -> None:
+    api = client(sessions["csv"])
+    for row in ("4.5,b,3,9", "4.5,b"):
+        response = api.post("/api/encode", json={"upload": row})
+        assert response.status_code == 400 and "fields; the table has 3 columns" in \
+            response.json()["detail"]
+
+
+def test_requests_for_another_host_name_are_refused(
+        sessions: dict[str, ExplorerSession]) -> None:
+    """A page on a domain that rebinds its name to 127.0.0.1 sends its own Host header."""
+    api = client(sessions["wide"])
+    assert api.get("/api/info", headers={"host": "attacker.example"}).status_code == 400
+    assert api.get("/api/info", headers={"host": "localhost:8000"}).status_code == 200

@@ -353,3 +353,24 @@ def test_a_multimodal_column_trains_and_samples_both_modes(tmp_path: Path) -> No
     assert main(["sample", str(run), "-n", "400", "-o", str(out)]) == 0
     price = pd.read_csv(out)["price"]
     assert ((price - 10).abs() < 5).mean() > 0.3 and ((price - 100).abs() < 20).mean() > 0.2
+
+
+def test_a_category_seen_only_in_held_out_rows_is_still_a_category(tmp_path: Path) -> None:
+    from vaekit.data import load_dataset
+
+    frame = mixed_frame(200)
+    frame.loc[:, "city"] = frame["city"].fillna("Oslo")
+    frame.loc[np.arange(0, 200, 7), "city"] = [f"rare{i}" for i in range(0, 200, 7)]
+    path = tmp_path / "rare.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset(str(path))  # some rare cities fall only in val or test rows
+    city = next(c for c in TableSchema.from_dict(data.table).columns if c.name == "city")
+    assert {f"rare{i}" for i in range(0, 200, 7)} <= set(city.categories)
+
+
+def test_a_column_with_one_value_is_a_category_and_inverts() -> None:
+    frame = pd.DataFrame({"on": [True] * 30, "x": np.arange(30.0)})
+    schema = fit_schema(frame, {}, "t")
+    assert schema.columns[0].kind == "categorical" and schema.columns[0].categories == [True]
+    x = schema.transform(frame, "t")
+    assert schema.inverse(x)["on"].tolist() == [True] * 30

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from vaekit.data.splits import Dataset, _split
-from vaekit.errors import DataError
+from vaekit.errors import DataError, VaekitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Pillow modes read as they are (8 bits per channel), and those converted
@@ -124,7 +124,10 @@ def _header(path: str) -> tuple[tuple[int, int], str]:
 
     try:
         with Image.open(path) as image:
-            return image.size, image.mode
+            # a 16-bit colour PNG opens as RGB(A); its raw mode says RGB;16B
+            wide = any(";16" in str(getattr(tile, "args", tile[3] if len(tile) > 3 else ""))
+                       for tile in getattr(image, "tile", []) or [])
+            return image.size, ("I;16" if wide else image.mode)
     except Image.DecompressionBombError as e:
         raise DataError(f"{path} is too large to decode safely ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -198,26 +201,25 @@ def read_folder(root: Path, options: FolderOptions) -> tuple[np.ndarray, np.ndar
     files, labels, _classes, skipped = list_images(root)
     if skipped:
         _note(f"{root}: {skipped} files that are not PNG or JPEG were skipped")
+    # labels are rebuilt from the listing every time (cheap); only pixels are cached
+    y = np.asarray(labels, dtype=np.int64) if labels is not None else None
     key = _cache_key(root, files, options)
     cached = _cache_dir() / f"{key}.npz"
     if cached.exists():
         try:
             with np.load(cached, allow_pickle=False) as stored:
                 x = stored["x"]
-                y = stored["labels"] if "labels" in stored.files else None
             if len(x) == len(files):
                 return x, y
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is read again below
+        except Exception:  # a damaged entry (zip, npy or I/O error): read it again
+            pass
     x = _decode_all(root, files, options)
-    y = np.asarray(labels, dtype=np.int64) if labels is not None else None
     buf = io.BytesIO()
-    arrays: dict[str, np.ndarray] = {"x": x} if y is None else {"x": x, "labels": y}
-    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    np.savez(buf, x=x)
     try:
         atomic_write_bytes(cached, buf.getvalue())
-    except OSError as e:  # a read-only home: the data are still read, just not cached
-        _note(f"could not cache the decoded images in {cached.parent}: {e.strerror or e}")
+    except (OSError, VaekitError) as e:  # a read-only home: read, just not cached
+        _note(f"could not cache the decoded images in {cached.parent}: {e}")
     return x, y
 
 

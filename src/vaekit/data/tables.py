@@ -319,28 +319,40 @@ def _looks_like_dates(present: Any, pd: Any) -> bool:
     return bool(parsed.notna().mean() > 0.9)
 
 
-def fit_schema(frame: Any, overrides: dict[str, str], where: str) -> TableSchema:
-    """Infer (or take from `overrides`) each column's type and fit its transform on `frame`
-    (the training rows)."""
+def fit_schema(frame: Any, overrides: dict[str, str], where: str,
+               every_row: Any = None) -> TableSchema:
+    """Infer (or take from `overrides`) each column's type and fit its transform: the means,
+    sds, ranges and modes on `frame` (the training rows); the types and the category lists on
+    `every_row` (the whole table, default `frame`), so that a category seen only in held-out
+    rows is still a category of the model (nothing about x's distribution leaks: only that
+    the value exists)."""
     pd = _pandas()
+    whole = frame if every_row is None else every_row
     unknown = [name for name in overrides if name not in frame.columns]
     if unknown:
         raise ConfigError(f"--columns names {', '.join(map(repr, unknown))}, not a column of "
                           f"{where} (its columns: {_listing(list(frame.columns))})")
     columns, dropped = [], []
     for name in frame.columns:
-        values = frame[name]
+        values = whole[name]
         kind = overrides.get(name) or infer_kind(values, str(name))
         if kind == "drop":
             dropped.append(str(name))
             continue
         present = values.dropna()
+        if kind == "binary" and present.nunique() < 2:  # one value: a category of its own
+            kind = "categorical"
         c = Column(str(name), kind, dtype=str(values.dtype))
         if kind in NUMERIC_TYPES:
             numbers = pd.to_numeric(present, errors="coerce").to_numpy(dtype=np.float64)
             if len(numbers) == 0 or not np.isfinite(numbers).all():
                 raise DataError(f"{where}: column {name!r} is {kind} but holds values that are "
                                 "not numbers; give it another type with --columns")
+            numbers = pd.to_numeric(frame[name].dropna(), errors="coerce").to_numpy(
+                dtype=np.float64)  # the statistics: training rows only
+            if len(numbers) == 0:
+                raise DataError(f"{where}: column {name!r} has no value in the training rows; "
+                                f"drop it with --columns {name}:drop")
             c.mean, c.sd = float(numbers.mean()), float(numbers.std()) or 1.0
             c.low, c.high = float(numbers.min()), float(numbers.max())
             if kind == "multimodal":
@@ -369,11 +381,12 @@ def load_table_dataset(path: Path, val_fraction: float, schema: dict[str, Any] |
     schema is fitted on the training rows, or given (a trained run's, for new data)."""
     frame = read_table(path)
     where = str(path)
-    index = torch.arange(len(frame), dtype=torch.float32)[:, None]
+    index = torch.arange(len(frame), dtype=torch.float64)[:, None]  # exact to 2^53 rows
     parts = _split(path.name, index, None, val_fraction, images=False)
     rows = {name: parts.split(name)[:, 0].long().numpy() for name in ("train", "val", "test")}
     if schema is None:
-        fitted = fit_schema(frame.iloc[rows["train"]], parse_column_types(columns), where)
+        fitted = fit_schema(frame.iloc[rows["train"]], parse_column_types(columns), where,
+                            every_row=frame)
     else:
         fitted = TableSchema.from_dict(schema)
     x = fitted.transform(frame, where)

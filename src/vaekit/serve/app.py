@@ -17,7 +17,8 @@ async server, so nothing here is hand-written plumbing. The interactive /docs pa
                                                         -> {"frames": [...]}
     GET  /api/latent_map   2-D latents: held-out posterior means and labels
 
-Security: the server binds to 127.0.0.1 unless told otherwise; request bodies are capped
+Security: the server binds to 127.0.0.1 unless told otherwise and answers only requests
+addressed to this machine's names (the Host header: no DNS rebinding); request bodies are capped
 (`max_body` bytes, 413 above it) and uploads are checked by content (PNG or JPEG magic bytes,
 then decoded by Pillow with a pixel cap); no value from a request names a file; every error is
 a 4xx with a one-line message, and an unexpected one a 500 with no traceback.
@@ -29,7 +30,7 @@ a 4xx with a one-line message, and an unexpected one a 500 with no traceback.
 import importlib.resources
 from typing import Any
 
-from vaekit.errors import ConfigError
+from vaekit.errors import ConfigError, VaekitError
 from vaekit.serve.session import ExplorerSession, RequestError
 
 #: the default cap on a request body (an uploaded image is sent base64-encoded in JSON)
@@ -79,12 +80,20 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def create_app(session: ExplorerSession, max_body: int = MAX_BODY) -> Any:
-    """The FastAPI app over one loaded model (see the module's docstring)."""
+#: Host headers answered by default: this machine's own names (a page on another site that
+#: rebinds its DNS name to 127.0.0.1 sends its own name, and is refused)
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "testserver")
+
+
+def create_app(session: ExplorerSession, max_body: int = MAX_BODY,
+               allowed_hosts: tuple[str, ...] = LOCAL_HOSTS) -> Any:
+    """The FastAPI app over one loaded model (see the module's docstring); requests whose
+    Host header is not in `allowed_hosts` get a 400 ("*" allows any)."""
     fastapi = _fastapi()
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     class Strict(BaseModel):
         model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -110,10 +119,11 @@ def create_app(session: ExplorerSession, max_body: int = MAX_BODY) -> Any:
 
     app = fastapi.FastAPI(title="vaekit latent explorer", docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     page = importlib.resources.files("vaekit.serve").joinpath("page.html").read_text()
 
-    @app.exception_handler(RequestError)
-    async def _bad_request(_request: Any, e: RequestError) -> Any:
+    @app.exception_handler(VaekitError)  # RequestError, and the model's own refusals
+    async def _bad_request(_request: Any, e: VaekitError) -> Any:
         return JSONResponse({"detail": str(e)}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
@@ -180,7 +190,9 @@ def serve(run_dir: str, host: str = "127.0.0.1", port: int = 8000,
         raise ConfigError("vaekit serve needs FastAPI and uvicorn: pip install "
                           "'vaekit[serve]'") from None
     session = ExplorerSession(run_dir, data_dir)
-    app = create_app(session, max_body)
+    # bound to every address (0.0.0.0, ::), the user shares it on purpose: any Host is answered
+    hosts = ("*",) if host in ("0.0.0.0", "::", "") else (*LOCAL_HOSTS, host)
+    app = create_app(session, max_body, hosts)
     print(f"vaekit: serving {run_dir} ({session.description}) at http://{host}:{port}/ "
           "(Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -215,7 +215,11 @@ class ExplorerSession:
         comma-separated numbers."""
         if self.image_shape is None:
             return self._read_row(payload)
-        text = payload.split(",", 1)[1] if payload.startswith("data:") else payload
+        text = payload
+        if payload.startswith("data:"):
+            _, comma, text = payload.partition(",")
+            if not comma:
+                raise RequestError("the upload is a data: URI without its data (no comma)")
         try:
             raw = base64.b64decode(text, validate=True)
         except ValueError:
@@ -231,6 +235,12 @@ class ExplorerSession:
         c, h, w = self.image_shape
         try:
             with Image.open(io.BytesIO(raw)) as picture:
+                from vaekit.data.folders import WIDE_MODES
+
+                if picture.mode in WIDE_MODES or any(
+                        ";16" in str(getattr(t, "args", "")) for t in picture.tile or []):
+                    raise RequestError("the image has more than 8 bits per channel: upload an "
+                                       "8-bit PNG or JPEG")
                 if picture.width * picture.height > MAX_UPLOAD_PIXELS:
                     raise RequestError(f"the image is {picture.width}x{picture.height} pixels; "
                                        f"at most {MAX_UPLOAD_PIXELS} pixels are accepted")
@@ -266,10 +276,13 @@ class ExplorerSession:
         if not lines:
             raise RequestError("the row is empty")
         try:
-            header = next(iter(pd.read_csv(io.StringIO(lines[0]), header=None).iloc[0]))
-            has_header = str(header) in names
+            first = pd.read_csv(io.StringIO(lines[0]), header=None, index_col=False)
+            has_header = str(first.iloc[0, 0]) in names
+            if first.shape[1] != len(names):
+                raise RequestError(f"the row has {first.shape[1]} fields; the table has "
+                                   f"{len(names)} columns ({', '.join(names)})")
             frame = pd.read_csv(io.StringIO("\n".join(lines)), header=0 if has_header else None,
-                                names=None if has_header else names)
+                                names=None if has_header else names, index_col=False)
         except (ValueError, pd.errors.ParserError) as e:
             raise RequestError(f"the row is not CSV: {str(e).splitlines()[0]}") from None
         if len(frame) != 1:
