@@ -11,7 +11,7 @@ from typing import Any
 
 from vaekit.cli.parser import DEFAULT_EVAL_K, _config_from_args, merge_config_values
 from vaekit.config import PRESETS, Config, ConfigError
-from vaekit.errors import DataError, NoLikelihoodError
+from vaekit.errors import DataError, NoLikelihoodError, VaekitError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -184,8 +184,8 @@ def _save_report(path: Path, report: dict[str, Any]) -> None:
 
     try:
         atomic_write_json(path, report)
-    except OSError as e:
-        print(f"note: could not save the report as {path}: {e.strerror or e}", file=sys.stderr)
+    except VaekitError as e:  # atomic_write_* report an OSError as a VaekitError
+        print(f"note: could not save the report as {path}: {e}", file=sys.stderr)
 
 
 def _reconstruction_error(model: Any, x: Any) -> str:

@@ -466,8 +466,7 @@ class Trainer(FaultRecovery):
         barrier(self.dist)
         self._fit_schedule(restart_schedule)
         self.last_good = self._snapshot()
-        self._open_tensorboard()
-        with _stop_on_signals() as stop, self._closing_tensorboard():
+        with _stop_on_signals() as stop, self._tensorboard():
             start = time.perf_counter()
             while self.state.epoch < cfg.epochs:
                 outcome = self.train_epoch(stop)
@@ -491,20 +490,17 @@ class Trainer(FaultRecovery):
         self.model.eval()
         return self.model
 
-    def _open_tensorboard(self) -> None:
-        """RUN/tensorboard's writer (rank 0, with --tensorboard), continuing a resumed run's
-        stream from its next epoch."""
-        if not (self.config.tensorboard and self.run_dir is not None and self.dist.is_main):
-            return
-        images = None
-        if self.data.images and len(self.data.event_shape) == 3:
-            held_out = self.val_x if len(self.val_x) else self.train_x
-            images = held_out[:8].cpu()
-        self.tensorboard = TensorBoardLog(self.run_dir, self.config.to_dict(),
-                                          self.state.epoch + 1, self.config.epochs, images)
-
     @contextmanager
-    def _closing_tensorboard(self) -> Iterator[None]:
+    def _tensorboard(self) -> Iterator[None]:
+        """RUN/tensorboard's writer (rank 0, with --tensorboard) for the block, continuing a
+        resumed run's stream from its next epoch; closed however the block ends."""
+        if self.config.tensorboard and self.run_dir is not None and self.dist.is_main:
+            images = None
+            if self.data.images and len(self.data.event_shape) == 3:
+                held_out = self.val_x if len(self.val_x) else self.train_x
+                images = held_out[:8].cpu()
+            self.tensorboard = TensorBoardLog(self.run_dir, self.config.to_dict(),
+                                              self.state.epoch + 1, self.config.epochs, images)
         try:
             yield
         finally:
