@@ -40,7 +40,9 @@ def _assert_same_model(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
     # 0.1 nats: group 1's KL crosses the floor in epoch 2, group 2's stays below it (at 0.3,
     # a KL that hovers at the floor flips one decision by float summation order)
     ["--model", "hvae", "--hvae-latents", "3,2", "--hvae-widths", "32,16", "--free-bits", "0.1",
-     "--ema", "0.9", "--tensorboard"]], ids=["elbo", "free-bits", "hierarchy"])
+     "--ema", "0.9", "--tensorboard"],
+    # each process takes its rows' classes: the one-hot labels are sliced like x and the noise
+    ["--condition", "label"]], ids=["elbo", "free-bits", "hierarchy", "conditional"])
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
                                                             extra: list[str]) -> None:
     """Also with free bits, whose floor is decided on the global batch's KL of each unit (a

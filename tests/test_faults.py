@@ -112,9 +112,9 @@ def test_a_non_finite_loss_skips_the_update_and_is_counted(tmp_path: Path,
     real = loop.LossModule.forward
     calls = {"n": 0}
 
-    def sometimes_nan(self, x, noise, beta):
+    def sometimes_nan(self, x, noise, beta, condition=None):
         calls["n"] += 1
-        loss, stats = real(self, x, noise, beta)
+        loss, stats = real(self, x, noise, beta, condition)
         return (loss * float("nan"), stats) if calls["n"] in (3, 7) else (loss, stats)
 
     monkeypatch.setattr(loop.LossModule, "forward", sometimes_nan)
@@ -130,7 +130,7 @@ def test_repeated_faults_roll_back_then_stop_with_a_diagnosis(tmp_path: Path,
     monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
     real = loop.LossModule.forward
     monkeypatch.setattr(loop.LossModule, "forward",
-                        lambda self, x, n, b: (real(self, x, n, b)[0] * float("inf"),
+                        lambda self, x, n, b, c=None: (real(self, x, n, b, c)[0] * float("inf"),
                                                real(self, x, n, b)[1]))
     with pytest.raises(loop.TrainingDiverged, match="learning rate too high"):
         vaekit.train(SMALL, out=tmp_path / "r", progress=False, pictures=False)
@@ -148,9 +148,9 @@ def _inject_nans(monkeypatch: pytest.MonkeyPatch, calls: range) -> dict:
     forward, rollback, end_epoch = (loop.LossModule.forward, loop.Trainer._rollback,
                                     loop.Trainer._end_epoch)
 
-    def nan_forward(self, x, noise, beta):
+    def nan_forward(self, x, noise, beta, condition=None):
         seen["inputs"].append(x.clone())
-        loss, stats = forward(self, x, noise, beta)
+        loss, stats = forward(self, x, noise, beta, condition)
         if len(seen["inputs"]) in calls and seen["rollback_at"] is None:
             loss = loss * float("nan")
         return loss, stats

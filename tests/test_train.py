@@ -125,9 +125,9 @@ def test_the_kl_weight_warms_up_and_the_lr_follows_its_schedule(
     betas: list[float] = []
     forward = loop.LossModule.forward
 
-    def noted_forward(self, x, noise, beta):
+    def noted_forward(self, x, noise, beta, condition=None):
         betas.append(float(beta))
-        return forward(self, x, noise, beta)
+        return forward(self, x, noise, beta, condition)
 
     monkeypatch.setattr(loop.LossModule, "forward", noted_forward)
     lrs = _record_lrs(monkeypatch)
@@ -288,9 +288,9 @@ def test_static_binarization_fixes_the_training_images(tmp_path: Path,
     inputs: list[torch.Tensor] = []
     forward = loop.LossModule.forward
 
-    def noted_forward(self, x, noise, beta):
+    def noted_forward(self, x, noise, beta, condition=None):
         inputs.append(x.clone())
-        return forward(self, x, noise, beta)
+        return forward(self, x, noise, beta, condition)
 
     monkeypatch.setattr(loop.LossModule, "forward", noted_forward)
     r = vaekit.train(SMALL.replace(binarize="static", epochs=2), out=tmp_path / "s",

@@ -198,6 +198,7 @@ def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
     latent.png, from held-out data (binarized as the validation data were)."""
     from vaekit import plots
     from vaekit.evaluate import kl_per_dimension
+    from vaekit.evaluate.elbo import condition_rows
 
     if history:
         plots.save_curves(history, run_dir / "curves.png")
@@ -207,14 +208,16 @@ def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
     held_out = prepare_eval_data(held_out[:2000], binarize_mode,
                                  data.bin_width if model.config.dequantize else None)
     device = next(model.parameters()).device
+    # a conditional model (trained on labels, so held-out data have them) sees each one's class
+    condition = labels[:len(held_out)] if model.condition_dim and labels is not None else None
     if image_shape is not None:
         if model.can_sample:
             g = torch.Generator(device=device).manual_seed(0)
-            plots.save_grid(model.sample(64, generator=g).cpu(), run_dir / "samples.png")
+            plots.save_samples(model, run_dir / "samples.png", g)
         x = held_out[:32]
-        plots.save_reconstructions(x, model.reconstruct(x.to(device)).cpu(),
-                                   run_dir / "reconstructions.png")
-    kl = kl_per_dimension(model, held_out)
+        recon = model.reconstruct(x.to(device), condition=condition_rows(condition, 0, 32))
+        plots.save_reconstructions(x, recon.cpu(), run_dir / "reconstructions.png")
+    kl = kl_per_dimension(model, held_out, condition=condition)
     if kl is not None:
         plots.save_kl_per_dimension(kl, run_dir / "kl_per_dim.png")
     if model.latent_dim == 2:

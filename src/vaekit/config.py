@@ -91,6 +91,13 @@ class Config:
     dequantize: bool = field(default=False, metadata=_help(
         "add uniform noise within each quantization bin of 8-bit/16-level image data (for a "
         "gaussian likelihood; makes bits/dim a bound on the discrete likelihood)"))
+    condition: str = field(default="", metadata=_help(
+        "train a conditional VAE (Sohn et al. 2015) on the data's class labels: 'label' (the "
+        "image classes of mnist, fashion-mnist, digits, a folder's subfolders or an .npz's "
+        "labels); the encoder and decoder both see the class (default: none)"))
+    condition_classes: tuple[str, ...] = field(default=(), metadata=_help(
+        "the class names of a conditional run, in label order: written by training, never "
+        "given"))
     # --- model
     model: str = field(default="vae", metadata=_help(
         "latent structure: vae (one layer: --latent-dim, --net, --prior, --posterior), ae (a "
@@ -178,7 +185,7 @@ class Config:
         "model", "model_options", "fitted_prior", "table", "net", "hidden", "channels",
         "activation", "latent_dim", "likelihood", "variance",
         "mixture_components", "posterior", "flow_steps", "standardize", "prior", "components",
-        "pseudo_inputs")
+        "pseudo_inputs", "condition", "condition_classes")
 
     def validate(self) -> Config:
         """Check every value; raise ConfigError naming the first bad one."""
@@ -240,6 +247,7 @@ class Config:
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(_unknown(_flag(f.name), getattr(self, f.name), choices))
         self._check_model_fields()
+        self._check_condition()
         if not (self.device in ("auto", "cpu", "cuda")
                 or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
@@ -302,6 +310,32 @@ class Config:
                     raise ConfigError(f"--{_flag(name)} does not apply to --model {self.model}: "
                                       "it has no KL term and no likelihood (it is trained on "
                                       "reconstruction)")
+
+    def _check_condition(self) -> None:
+        """--condition: the class labels, on the one-layer model, with an unconditional prior
+        (a VampPrior's pseudo-inputs would need classes of their own)."""
+        if self.condition not in ("", "label"):
+            raise ConfigError(f"--condition must be 'label' (the data's class labels), got "
+                              f"{self.condition!r}")
+        if not self.condition:
+            if self.condition_classes:
+                raise ConfigError("condition_classes is written by training with --condition")
+            return
+        if self.model != "vae":
+            raise ConfigError(f"--condition applies to the one-layer model (--model vae), not "
+                              f"--model {self.model}")
+        if self.prior == "vamp":
+            raise ConfigError("--condition with --prior vamp is not supported: the pseudo-inputs "
+                              "have no class; use --prior normal, mog or flow")
+        if self.fitted_prior:
+            raise ConfigError("a fitted prior is unconditional; this run is conditioned on its "
+                              "labels (--condition)")
+        if self.table:
+            raise ConfigError("--condition label applies to labelled arrays and images, not to "
+                              "a table (make the column part of the table instead)")
+        if len(set(self.condition_classes)) != len(self.condition_classes):
+            raise ConfigError(f"condition_classes must be distinct, got "
+                              f"{list(self.condition_classes)}")
 
     def model_dict(self) -> dict[str, Any]:
         return {name: _jsonable(getattr(self, name)) for name in self.MODEL_FIELDS}
@@ -389,6 +423,8 @@ def coerce(f: dataclasses.Field[Any], value: Any, *, source: str = "config",
                 parts = list(value)
             else:
                 raise ValueError
+            if get_args(tp)[:1] == (str,):
+                return tuple(str(p) for p in parts)
             out = []
             for p in parts:
                 if isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()):

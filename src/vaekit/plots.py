@@ -65,6 +65,44 @@ def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> None:
     save_png(image_grid(images, nrow=nrow), path, scale=display_scale(images.shape[-2]))
 
 
+#: A conditional model's picture of samples: this many per class, in one row per class, for
+#: at most MAX_CLASS_ROWS classes.
+PER_CLASS, MAX_CLASS_ROWS = 10, 16
+
+
+@torch.no_grad()
+def draw_samples(model: Any, generator: torch.Generator | None,
+                 n: int = 64) -> tuple[Tensor, list[str] | None]:
+    """The samples a picture shows (means of p(x|z)): n from the prior, or, for a conditional
+    model, PER_CLASS of each class (the first MAX_CLASS_ROWS), class by class, with the rows'
+    class names (None for an unconditional model)."""
+    if not model.condition_dim:
+        return model.sample(n, generator=generator), None
+    names = list(model.condition_classes[:MAX_CLASS_ROWS])
+    classes = torch.arange(len(names)).repeat_interleave(PER_CLASS)
+    return model.sample(len(classes), generator=generator, condition=classes), names
+
+
+def sample_picture(model: Any, generator: torch.Generator | None) -> np.ndarray:
+    """`draw_samples` laid out as an image (H, W, 3) uint8: a grid of 8 columns, or one row
+    per class named in a left margin."""
+    images, rows = draw_samples(model, generator)
+    images = images.float().cpu()
+    if rows is None:
+        return image_grid(images)
+    scale = display_scale(images.shape[-2])
+    grid = image_grid(images, nrow=PER_CLASS)
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    return label_rows(grid, rows, images.shape[-2] * scale, scale)
+
+
+def save_samples(model: Any, path: str | Path, generator: torch.Generator | None) -> None:
+    """samples.png: `sample_picture`, enlarged where the images are small."""
+    picture = sample_picture(model, generator)
+    save_png(picture, path, scale=1 if model.condition_dim else display_scale(
+        model.event_shape[-2]))
+
+
 #: Width in pixels of the left margin that names the rows of a reconstruction grid.
 LABEL_MARGIN = 56
 
@@ -189,8 +227,10 @@ def save_latent_plots(model: Any, x: Tensor, path: str | Path, image_shape: tupl
     (the 'manifold' of Kingma & Welling 2014, fig. 4)."""
     from torch.distributions import Normal
 
-    with torch.no_grad():
-        mu = model.encode(x).mean.cpu().numpy()
+    conditional = bool(getattr(model, "condition_dim", 0))
+    with torch.no_grad():  # a conditional model encodes each example with its class
+        q = model.encode(x, condition=labels) if conditional else model.encode(x)
+        mu = q.mean.cpu().numpy()
     panels = 2 if image_shape is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 5.5), squeeze=False)
     ax = axes[0, 0]
@@ -205,10 +245,13 @@ def save_latent_plots(model: Any, x: Tensor, path: str | Path, image_shape: tupl
         steps = 15
         q = Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, steps))
         zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
+        shown = model.condition_classes[0] if conditional else None
         with torch.no_grad():
             device = next(model.parameters()).device
-            imgs = model.decode_mean(zz.to(device)).cpu()
+            imgs = (model.decode_mean(zz.to(device), condition=shown) if conditional
+                    else model.decode_mean(zz.to(device))).cpu()
         axes[0, 1].imshow(image_grid(imgs.reshape(-1, *image_shape), nrow=steps))
-        axes[0, 1].set_title("decoder means over the prior's quantiles")
+        axes[0, 1].set_title("decoder means over the prior's quantiles"
+                             + (f" (class {shown})" if shown is not None else ""))
         axes[0, 1].axis("off")
     _save_figure(fig, path)

@@ -28,6 +28,10 @@ class GaussianPosterior(nn.Module):
         self.head = nn.Linear(feature_dim, 2 * latent_dim)
         self.latent_dim = latent_dim
 
+    def features(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """The encoder's features of x (and of a one-hot condition: q(z|x, c))."""
+        return self.body(x) if condition is None else self.body(x, condition)
+
     def gaussian(self, x: Tensor, features: Tensor | None = None) -> Independent:
         """The diagonal Gaussian part of q(z|x) (all of it here; the base of a flow posterior)."""
         h = self.body(x) if features is None else features
@@ -36,8 +40,8 @@ class GaussianPosterior(nn.Module):
         # the gradients differ only exactly at the bounds, where hardtanh's is 0
         return diagonal_normal(mu, F.hardtanh(log_var, *LOG_VAR_RANGE))
 
-    def forward(self, x: Tensor) -> Distribution:
-        return self.gaussian(x)
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Distribution:
+        return self.gaussian(x, self.features(x, condition) if condition is not None else None)
 
 
 class FlowPosterior(GaussianPosterior):
@@ -50,8 +54,8 @@ class FlowPosterior(GaussianPosterior):
         self.flows = nn.ModuleList(FLOWS[flow](latent_dim, feature_dim, index=i)
                                    for i in range(steps))
 
-    def forward(self, x: Tensor) -> Distribution:
-        h = self.body(x)
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Distribution:
+        h = self.features(x, condition)
         return FlowDistribution(self.gaussian(x, h), [flow(h) for flow in self.flows])
 
 

@@ -85,7 +85,8 @@ def _data_source(args: argparse.Namespace, info: Any) -> tuple[str, str | None]:
 
 
 def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """The run's model and the requested split, binarized and checked as in training."""
+    """The run's model and the requested split, binarized and checked as in training: (model,
+    run info, (x, dataset, the examples' class labels for a conditional model, else None))."""
     from vaekit.data import check_data_fits, load_dataset, prepare_eval_data
     from vaekit.data.datasets import IDX_DATASETS, array_file
     from vaekit.data.mnist import find_idx_dir
@@ -112,10 +113,28 @@ def _eval_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     x = data.split(args.split)
     if len(x) == 0:
         raise DataError(f"the {args.split} split of {data.name} is empty")
+    labels = _condition_labels(model, data, args)
     if args.n:
         x = x[:args.n]
+        labels = labels[:args.n] if labels is not None else None
     x = prepare_eval_data(x, mode, info.data.get("dequantize"))
-    return model, info, (x, data)
+    return model, info, (x, data, labels)
+
+
+def _condition_labels(model: Any, data: Any, args: argparse.Namespace) -> Any:
+    """A conditional model's classes of the split's examples, checked against the model's;
+    None for an unconditional model."""
+    if not model.condition_dim:
+        return None
+    labels = data.split_labels(args.split)
+    if labels is None:
+        raise DataError(f"{args.run} is conditioned on class labels, and {data.name} has none "
+                        "to condition on")
+    classes = data.classes()
+    if classes != model.condition_classes[:len(classes)]:
+        raise DataError(f"{data.name}'s classes ({', '.join(classes)}) are not those "
+                        f"{args.run} was trained on ({', '.join(model.condition_classes)})")
+    return labels
 
 
 ESTIMATE_IW = "importance-weighted estimate of log p(x) (Burda et al. 2016)"
@@ -142,14 +161,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.evaluate import amortization_gap, evaluate
     from vaekit.run import EVALUATION_FILE
 
-    model, info, (x, data) = _eval_data(args)
+    model, info, (x, data, labels) = _eval_data(args)
     if not model.has_likelihood:
         raise NoLikelihoodError(f"{args.run} is a plain autoencoder: it has no likelihood, so no "
                                 f"ELBO, log p(x) or bits/dim; {_reconstruction_error(model, x)} "
                                 f"on {data.name} {args.split}")
     bin_width = info.data.get("dequantize")  # a continuous density on dequantized data
     report = evaluate(model, x, k=args.k, chunk_rows=args.chunk_rows, bin_width=bin_width,
-                      seed=args.seed, progress=not args.json, compile=args.compile)
+                      seed=args.seed, progress=not args.json, compile=args.compile,
+                      condition=labels)
     report.update({"split": args.split, "data": data.name})
     if args.amortization_gap:
         report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
@@ -169,6 +189,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"    group {i + 1} ({size:>4} units) {kl:>23.4f} {active:>8} / {size}")
     if args.k == 1:
         print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
+    if "conditioned_on" in report:
+        print(f"  conditional model: given {report['conditioned_on']}")
     if "caveat" in report:
         print(f"  caveat: {report['caveat']}")
     _save_report(Path(args.run) / EVALUATION_FILE, report)
@@ -243,9 +265,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
             Path(args.output).suffix == ".png" else "only a run trained on a table writes .csv"))
     if args.bounds and not info.config.table:
         raise ConfigError("--bounds applies to a run trained on a table")
+    condition = _sample_condition(model, args)
     # a table's rows are draws of every cell (the mean of a categorical is no category)
     x = model.sample(args.n, generator=g, mean=not (args.draw or info.config.table),
-                     temperature=args.temperature)
+                     temperature=args.temperature, condition=condition)
     if table:
         from vaekit.data.tables import TableSchema
         from vaekit.io import atomic_write_text
@@ -254,8 +277,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, frame.to_csv(index=False))
         print(f"wrote {args.output}: {len(frame)} rows x {frame.shape[1]} columns")
         return 0
-    _save_array_or_grid(x, args.output, image=bool(info.data.get("images", True)))
+    by_class = model.condition_dim and args.condition is None
+    _save_array_or_grid(x, args.output, image=bool(info.data.get("images", True)),
+                        nrow=model.condition_dim if by_class else 8)
     return 0
+
+
+def _sample_condition(model: Any, args: argparse.Namespace) -> Any:
+    """`vaekit sample`'s classes: --condition CLASS for every draw, or (without it) the classes
+    in turn, so that column j of a grid is class j."""
+    import torch
+
+    if not model.condition_dim:
+        if args.condition is not None:
+            raise ConfigError(f"--condition: {args.run} is not a conditional model")
+        return None
+    if args.condition is None:
+        print(f"note: {args.run} is conditional; without --condition the draws take its "
+              f"{model.condition_dim} classes in turn", file=sys.stderr)
+        return torch.arange(args.n) % model.condition_dim
+    name = args.condition  # a class name, or its index
+    if name not in model.condition_classes and name.lstrip("-").isdigit():
+        return int(name)
+    return name
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -263,9 +307,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     from vaekit import plots
 
-    model, _info, (x, _) = _eval_data(args)
+    model, _info, (x, _, labels) = _eval_data(args)
     x = x[:args.n or 32]
-    recon = model.reconstruct(x.to(args.device)).cpu()
+    recon = model.reconstruct(x.to(args.device), condition=(
+        labels[:len(x)] if labels is not None else None)).cpu()
     if Path(args.output).suffix == ".png":
         if x.dim() != 4:
             raise DataError(f"{args.output}: this model's data are not images; write .npy")
@@ -282,13 +327,15 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from vaekit.evaluate.elbo import condition_rows
     from vaekit.io import atomic_write_bytes
 
-    model, _, (x, _) = _eval_data(args)
+    model, _, (x, _, labels) = _eval_data(args)
     means, log_vars = [], []
     with torch.no_grad():
         for i in range(0, len(x), 1000):
-            q = model.encode(x[i:i + 1000].to(args.device))
+            q = model.encode(x[i:i + 1000].to(args.device),
+                             condition=condition_rows(labels, i, 1000))
             q = getattr(q, "base", q)  # a flow posterior: its Gaussian q_0(z|x)
             means.append(q.mean.cpu())
             log_vars.append(q.variance.log().cpu())
@@ -309,14 +356,20 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     import torch
 
-    model, info, (x, _) = _eval_data(args)
+    model, info, (x, _, labels) = _eval_data(args)
     i, j = args.pair
     if not (0 <= i < len(x) and 0 <= j < len(x)):
         raise DataError(f"--pair {i} {j}: the split has {len(x)} examples")
+    pair = labels[[i, j]] if labels is not None else None
     with torch.no_grad():
-        mu = model.encode(x[[i, j]].to(args.device)).mean  # (2, L)
+        mu = model.encode(x[[i, j]].to(args.device), condition=pair).mean  # (2, L)
         t = torch.linspace(0, 1, args.steps, device=mu.device)[:, None]
-        frames = model.decode_mean((1 - t) * mu[0] + t * mu[1])
+        # a conditional model decodes every frame as the first example's class
+        shown = int(pair[0]) if pair is not None else None
+        frames = model.decode_mean((1 - t) * mu[0] + t * mu[1], condition=shown)
+    if pair is not None:
+        print(f"note: every frame is decoded as class {model.condition_classes[shown]}, the "
+              "first example's", file=sys.stderr)
     _save_array_or_grid(frames, args.output, nrow=args.steps,
                         image=bool(info.data.get("images", True)))
     return 0
@@ -330,7 +383,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from vaekit.evaluate import log_likelihood
     from vaekit.io import atomic_write_bytes
 
-    model, _, (x, _) = _eval_data(args)
+    model, _, (x, _, labels) = _eval_data(args)
     if not model.has_likelihood:
         raise NoLikelihoodError(f"{args.run} is a plain autoencoder: it has no likelihood to "
                                 "score -log p(x) with; use `vaekit reconstruct` for its "
@@ -338,13 +391,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     if Path(args.output).suffix != ".npy":
         raise ConfigError(f"-o {args.output}: the file name must end in .npy")
     ll = log_likelihood(model, x, k=args.k, chunk_rows=args.chunk_rows,
-                        compile=args.compile)
+                        compile=args.compile, condition=labels)
     scores = (-ll.per_example).numpy()
     buf = io.BytesIO()
     np.save(buf, scores)
     atomic_write_bytes(args.output, buf.getvalue())
-    print(f"wrote {args.output}: -log p(x) for {len(scores)} examples (mean {scores.mean():.3f}, "
-          f"max {scores.max():.3f} nats)")
+    given = " given each example's class, -log p(x|c)" if labels is not None else ""
+    print(f"wrote {args.output}: -log p(x) for {len(scores)} examples{given} (mean "
+          f"{scores.mean():.3f}, max {scores.max():.3f} nats)")
     caveat = model.likelihood.caveat(x)
     if caveat is not None:
         print(f"caveat: {caveat}", file=sys.stderr)
@@ -395,6 +449,9 @@ def require_sampler(model: Any, run: str) -> None:
 def describe_model(config: Config) -> str:
     """The model in a few words: its structure, latent sizes and any fitted prior."""
     words = _structure(config)
+    if config.condition_classes:
+        words += (f", conditioned on {len(config.condition_classes)} class labels (a "
+                  "conditional VAE)")
     if config.fitted_prior:
         words += (f", with a {config.fitted_prior['kind']} prior fitted to its codes "
                   f"(vaekit fit-prior from {config.fitted_prior.get('source', '?')})")

@@ -58,7 +58,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Config field; values stay unset unless given, so a --config file can fill
     them and the command line wins over the file."""
     for f in fields(Config):
-        if f.name in ("model_options", "fitted_prior"):  # per model, below; fit-prior's own
+        if f.name in ("model_options", "fitted_prior", "condition_classes"):
+            # per model, below; fit-prior's own; written by training
             continue
         choices = field_choices(f)
         help_text = f.metadata.get("help", "")
@@ -207,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1)")
     p.add_argument("--bounds", action="store_true", help="a table's numbers clipped to the "
                    "training range of their column")
+    p.add_argument("--condition", metavar="CLASS", help="a conditional run (trained with "
+                   "--condition label): draw every sample of this class, by name or index "
+                   "(default: the classes in turn, column j of a grid being class j)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     p = sub.add_parser("reconstruct", help="inputs beside their reconstructions")

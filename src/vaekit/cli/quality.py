@@ -95,8 +95,11 @@ def cmd_quality(args: argparse.Namespace) -> int:
                             f"in {args.run} was trained on shape {model.event_shape}")
         n = min(args.n, len(data.split(args.split)))
         g = torch.Generator(device=device).manual_seed(args.seed)
+        classes = _sample_classes(model, data, args.split, n)
         draws = [model.sample(min(1000, n - i), generator=g, mean=not args.draw,
-                              temperature=args.temperature).cpu() for i in range(0, n, 1000)]
+                              temperature=args.temperature,
+                              condition=None if classes is None else classes[i:i + 1000]).cpu()
+                 for i in range(0, n, 1000)]
         drawn = torch.cat(draws)
         outside = float(((drawn < 0) | (drawn > 1)).float().mean()) if data.images else 0.0
         if data.images:  # a Gaussian's mean or draw can overshoot [0, 1]: score it as pixels
@@ -179,3 +182,17 @@ def _table_quality(args: argparse.Namespace, info: Any) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _sample_classes(model: Any, data: Any, split: str, n: int) -> Any:
+    """A conditional model's classes for n samples: those of the n real examples they are
+    compared with (the same mix of classes), or the classes in turn where the data have no
+    labels; None for an unconditional model."""
+    import torch
+
+    if not model.condition_dim:
+        return None
+    labels = data.split_labels(split)
+    if labels is None:
+        return torch.arange(n) % model.condition_dim
+    return labels[:n]

@@ -193,12 +193,13 @@ def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
-def read_folder(root: Path, options: FolderOptions) -> tuple[np.ndarray, np.ndarray | None]:
-    """The folder's images as uint8 (N, C, H, W) and their labels (N,) or None, through the
-    cache."""
+def read_folder(root: Path, options: FolderOptions
+                ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The folder's images as uint8 (N, C, H, W), their labels (N,) or None and the class
+    names (the subfolders, in label order), through the cache."""
     from vaekit.io import atomic_write_bytes
 
-    files, labels, _classes, skipped = list_images(root)
+    files, labels, classes, skipped = list_images(root)
     if skipped:
         _note(f"{root}: {skipped} files that are not PNG or JPEG were skipped")
     # labels are rebuilt from the listing every time (cheap); only pixels are cached
@@ -210,7 +211,7 @@ def read_folder(root: Path, options: FolderOptions) -> tuple[np.ndarray, np.ndar
             with np.load(cached, allow_pickle=False) as stored:
                 x = stored["x"]
             if len(x) == len(files):
-                return x, y
+                return x, y, classes
         except Exception:  # a damaged entry (zip, npy or I/O error): read it again
             pass
     x = _decode_all(root, files, options)
@@ -220,7 +221,7 @@ def read_folder(root: Path, options: FolderOptions) -> tuple[np.ndarray, np.ndar
         atomic_write_bytes(cached, buf.getvalue())
     except (OSError, VaekitError) as e:  # a read-only home: read, just not cached
         _note(f"could not cache the decoded images in {cached.parent}: {e}")
-    return x, y
+    return x, y, classes
 
 
 def _decode_all(root: Path, files: list[str], options: FolderOptions) -> np.ndarray:
@@ -263,8 +264,11 @@ def _decode_all(root: Path, files: list[str], options: FolderOptions) -> np.ndar
 
 def load_image_folder(root: Path, val_fraction: float, options: FolderOptions) -> Dataset:
     """A Dataset of the folder's images in [0, 1] (bin width 1/256), labelled by subfolder."""
-    x, y = read_folder(root, options)
+    x, y, classes = read_folder(root, options)
     images = torch.from_numpy(x).float().div_(255.0)
     labels = torch.from_numpy(y) if y is not None else None
-    return _split(root.name or str(root), images, None, val_fraction, images=True,
+    data = _split(root.name or str(root), images, None, val_fraction, images=True,
                   bin_width=1 / 256, labels=labels)
+    if labels is not None:  # the subfolders' names, in label order
+        data.class_names = tuple(classes)
+    return data

@@ -35,6 +35,9 @@ class Dataset:
     labels: dict[str, Tensor] | None = None  # "train", "val", "test", "all" -> (N,) int64
     #: a table's fitted schema (vaekit.data.tables.TableSchema.to_dict()), or None
     table: dict[str, Any] | None = None
+    #: the names of the classes, in label order, where the source names them (a folder's
+    #: subfolders); () otherwise
+    class_names: tuple[str, ...] = ()
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -47,6 +50,21 @@ class Dataset:
         if name not in SPLITS:
             raise DataError(f"unknown split {name!r}; choose from: {', '.join(SPLITS)}")
         return getattr(self, name)
+
+    def classes(self) -> tuple[str, ...]:
+        """The names of the classes in label order: the source's, else "0", "1", ... up to the
+        largest label. A clear error for data without labels (what --condition label needs)."""
+        if self.labels is None:
+            raise DataError(f"--condition label: {self.name} has no class labels (mnist, "
+                            "fashion-mnist, digits, a folder of class subfolders and an .npz "
+                            "with train_labels/test_labels have them)")
+        if self.class_names:
+            return self.class_names
+        every = self.labels["all"]
+        if len(every) and int(every.min()) < 0:
+            raise DataError(f"--condition label: {self.name} has a negative label "
+                            f"({int(every.min())}); classes are numbered 0, 1, ...")
+        return tuple(str(i) for i in range(int(every.max()) + 1 if len(every) else 0))
 
     def split_labels(self, name: str) -> Tensor | None:
         """The labels of split `name`, in the order of `split(name)`; None without labels."""

@@ -36,15 +36,16 @@ __all__ = [
 def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
              chunk_rows: int = DEFAULT_CHUNK_ROWS,
              bin_width: float | None = None, seed: int = 0, progress: bool = False,
-             compile: bool | None = None) -> dict[str, Any]:
+             compile: bool | None = None, condition: Any = None) -> dict[str, Any]:
     """The evaluation report of `vaekit evaluate`: mean nats per example and diagnostics
-    (`compile` as in `log_likelihood`)."""
+    (`compile` as in `log_likelihood`; a conditional model is evaluated given each example's
+    class label, `condition` (N,): its numbers are log p(x|c), and the report says so)."""
     start = time.perf_counter()
-    terms = dataset_elbo(model, x, seed=seed, units=True)
+    terms = dataset_elbo(model, x, seed=seed, units=True, condition=condition)
     ll = log_likelihood(model, x, k=k, chunk_rows=chunk_rows, seed=seed, progress=progress,
-                        compile=compile)
+                        compile=compile, condition=condition)
     kl_dims = kl_per_dimension(model, x, elbo_terms=terms)
-    groups = active_units_per_group(model, x)
+    groups = active_units_per_group(model, x, condition=condition)
     report: dict[str, Any] = {
         "elbo": float(terms["elbo"].double().mean()),
         "reconstruction": float(terms["reconstruction"].double().mean()),
@@ -63,6 +64,9 @@ def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
         "k": k,
         "n": len(x),
     }
+    if model.condition_dim:
+        report["conditioned_on"] = ("each example's true class label: these are log p(x|c), "
+                                    "not log p(x)")
     caveat = model.likelihood.caveat(x)
     if caveat is not None:
         report["caveat"] = caveat

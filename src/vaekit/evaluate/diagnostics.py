@@ -3,13 +3,15 @@ gap."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.distributions import Independent, Normal
 
 from vaekit.distributions import diagonal_normal
 from vaekit.errors import VaekitError
-from vaekit.evaluate.elbo import dataset_elbo
+from vaekit.evaluate.elbo import condition_rows, dataset_elbo
 from vaekit.models import VAE, LatentVariableModel
 from vaekit.objectives import elbo
 from vaekit.posteriors import LOG_VAR_RANGE
@@ -19,22 +21,27 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 @torch.no_grad()
-def posterior_means(model: LatentVariableModel, x: Tensor, batch_size: int = 1000) -> Tensor:
+def posterior_means(model: LatentVariableModel, x: Tensor, batch_size: int = 1000,
+                    condition: Any = None) -> Tensor:
+    """E_q[z|x] (N, latent_dim), in chunks (a conditional model: given labels (N,))."""
     device = next(model.parameters()).device
-    return torch.cat([model.encode(x[i:i + batch_size].to(device)).mean.float().cpu()
-                      for i in range(0, len(x), batch_size)])
+    means = [model.encode(x[i:i + batch_size].to(device),
+                          condition=condition_rows(condition, i, batch_size)).mean
+             for i in range(0, len(x), batch_size)]
+    return torch.cat([m.float().cpu() for m in means])
 
 
 def active_units(model: LatentVariableModel, x: Tensor,
-                 threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+                 threshold: float = ACTIVE_UNIT_THRESHOLD, condition: Any = None) -> int:
     """The number of latent dimensions whose posterior mean varies across the data."""
-    return sum(active_units_per_group(model, x, threshold))
+    return sum(active_units_per_group(model, x, threshold, condition))
 
 
 def active_units_per_group(model: LatentVariableModel, x: Tensor,
-                           threshold: float = ACTIVE_UNIT_THRESHOLD) -> list[int]:
+                           threshold: float = ACTIVE_UNIT_THRESHOLD,
+                           condition: Any = None) -> list[int]:
     """Active units (Cov_x(E_q[z_j | x]) > threshold) in each latent group, bottom first."""
-    mu = posterior_means(model, x)
+    mu = posterior_means(model, x, condition=condition)
     if len(mu) < 2:
         return [0] * len(model.latent_groups)
     active = mu.var(dim=0) > threshold
@@ -42,13 +49,14 @@ def active_units_per_group(model: LatentVariableModel, x: Tensor,
 
 
 def kl_per_dimension(model: LatentVariableModel, x: Tensor, seed: int = 0,
-                     elbo_terms: dict[str, Tensor] | None = None) -> Tensor | None:
+                     elbo_terms: dict[str, Tensor] | None = None,
+                     condition: Any = None) -> Tensor | None:
     """Mean over x of the KL of each latent dimension (nats), where the model's KL splits into
     dimensions in closed form (a factorised Gaussian q and p; a hierarchy whose groups are single
     dimensions); None otherwise. Dimensions near 0 nats are collapsed (unused). `elbo_terms`:
     `dataset_elbo(model, x, seed=seed, units=True)`, where the caller has it already."""
     if elbo_terms is None:
-        elbo_terms = dataset_elbo(model, x, seed=seed, units=True)
+        elbo_terms = dataset_elbo(model, x, seed=seed, units=True, condition=condition)
     units = elbo_terms.get("kl_units")
     if units is None or units.shape[-1] != model.latent_dim:
         return None
@@ -61,9 +69,9 @@ def amortization_gap(model: LatentVariableModel, x: Tensor, steps: int = 500, lr
     """ELBO(q*) - ELBO(q_encoder) (Cremer, Li & Duvenaud 2018): q* is a separate diagonal
     Gaussian per example, fitted by Adam on the ELBO with the decoder frozen and started from
     the encoder's answer. Both ELBOs are estimated with the same `eval_samples` noise."""
-    if not isinstance(model, VAE):
-        raise VaekitError("the amortization gap is measured for a one-layer model (--model vae), "
-                          "whose posterior is one diagonal Gaussian")
+    if not isinstance(model, VAE) or model.condition_dim:
+        raise VaekitError("the amortization gap is measured for an unconditional one-layer "
+                          "model (--model vae), whose posterior is one diagonal Gaussian")
     device = next(model.parameters()).device
     x = x.to(device)
     model.eval()

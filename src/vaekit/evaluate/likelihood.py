@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from vaekit.compiling import CompiledOrEager
+from vaekit.evaluate.elbo import condition_rows
 from vaekit.models import LatentVariableModel
 
 #: About 1,000 (sample, example) rows per decoder call keeps activations in cache on a CPU;
@@ -31,7 +32,7 @@ DEFAULT_CHUNK_ROWS = 1024
 #: 5000 rows took 147.5 s compiled against 207.0).
 COMPILE_MIN_ROWS = 5_000_000
 
-ChunkFn = Callable[[LatentVariableModel, Tensor, Tensor, Any], Tensor]
+ChunkFn = Callable[[LatentVariableModel, Tensor, Tensor, Any, "Tensor | None"], Tensor]
 
 
 @dataclass
@@ -62,17 +63,20 @@ def _chunking(k: int, n: int, chunk_rows: int) -> tuple[int, int]:
     return max(1, min(n, chunk_rows // k)), k
 
 
-def _chunk_logsumexp(model: LatentVariableModel, x: Tensor, noise: Tensor, cache: Any) -> Tensor:
+def _chunk_logsumexp(model: LatentVariableModel, x: Tensor, noise: Tensor, cache: Any,
+                     condition: Tensor | None = None) -> Tensor:
     """logsumexp over one chunk of samples of the log-weights, in float64, shape (B,)."""
-    return torch.logsumexp(model.terms(x, noise=noise, cache=cache).log_w.double(), dim=0)
+    t = model.terms(x, noise=noise, cache=cache, condition=condition)
+    return torch.logsumexp(t.log_w.double(), dim=0)
 
 
 @torch.no_grad()
 def log_likelihood(model: LatentVariableModel, x: Tensor, k: int = 5000,
                    chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    seed: int = 0, progress: bool = False,
-                   compile: bool | None = None) -> LogLikelihood:
-    """Importance-sampled log p(x) for every example of x (N, *event_shape), in nats.
+                   compile: bool | None = None, condition: Any = None) -> LogLikelihood:
+    """Importance-sampled log p(x) for every example of x (N, *event_shape), in nats (for a
+    conditional model, log p(x|c) given the examples' class labels `condition` (N,)).
 
     `compile`: decode through torch.compile (True), eagerly (False), or decide by size (None:
     compiled on a CPU from COMPILE_MIN_ROWS rows, where it was measured to win). The noise is
@@ -96,11 +100,12 @@ def log_likelihood(model: LatentVariableModel, x: Tensor, k: int = 5000,
     for start in tqdm(starts, disable=None if progress else True, desc=f"log p(x), k={k}",
                       leave=False):
         xb = x[start:start + batch].to(device, non_blocking=True)
-        cache = model.inference_cache(xb)  # one encoder pass serves every chunk of samples
+        c = model.as_condition(condition_rows(condition, start, batch), len(xb), "log p(x)")
+        cache = model.inference_cache(xb, c)  # one encoder pass serves every chunk of samples
         total = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=device)
         for done in range(0, k, k_chunk):
             kc = min(k_chunk, k - done)
             noise = model.draw_noise(kc, len(xb), generator=generator, device=device)
-            total = torch.logaddexp(total, chunk_fn(model, xb, noise, cache))
+            total = torch.logaddexp(total, chunk_fn(model, xb, noise, cache, c))
         out[start:start + len(xb)] = (total - math.log(k)).cpu()
     return LogLikelihood(out, k)

@@ -42,15 +42,16 @@ class ModelSpec:
 
 
 def _build_vae(config: Config, event_shape: tuple[int, ...], options: Any) -> VAE:
+    classes = len(config.condition_classes)  # a conditional VAE: both nets also read c
     body, features = build_encoder(config.net, event_shape, config.hidden, config.channels,
-                                   config.activation)
+                                   config.activation, classes)
     posterior = build_posterior(config.posterior, body, features, config.latent_dim, config)
     likelihood = build_likelihood(config.likelihood, event_shape, config)
-    decoder = build_decoder(config.net, likelihood.param_shape(), config.latent_dim,
+    decoder = build_decoder(config.net, likelihood.param_shape(), config.latent_dim + classes,
                             config.hidden, config.channels, config.activation)
     prior = build_prior(config.prior, config.latent_dim, event_shape, config)
     return VAE(prior, posterior, decoder, likelihood, event_shape, config.latent_dim,
-               _standardize(config, event_shape))
+               _standardize(config, event_shape), config.condition_classes)
 
 
 def _build_autoencoder(config: Config, event_shape: tuple[int, ...],

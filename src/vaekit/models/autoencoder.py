@@ -82,29 +82,34 @@ class Autoencoder(LatentVariableModel):
         """z = f(y) (B, latent_dim) for inputs in the model's units."""
         return self.head(self.body(y))
 
-    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> Distribution:
+    def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
+               grad: bool = False) -> Distribution:
         """The point mass at z = f(x), (B, latent_dim)."""
+        self.as_condition(condition, None, "encode")  # unconditional: refuses one
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             return PointMass(self.code(self.to_model_units(self.as_input(x, "encode"))))
 
-    def decoder_params(self, z: Tensor) -> Tensor:
+    def decoder_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        self.as_condition(condition, None, "decode")  # unconditional: refuses one
         if z.dim() == 2:
             return self.decoder(z)
         params = self.decoder(z.reshape(-1, z.shape[-1]))
         return params.reshape(*z.shape[:-1], *params.shape[1:])
 
-    def inference_cache(self, x: Tensor) -> Tensor:
+    def inference_cache(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        self.as_condition(condition, None, "encode")  # unconditional: refuses one
         return self.code(self.to_model_units(x))
 
     def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
-              cache: Any = None) -> ReconstructionTerms:
+              cache: Any = None, condition: Tensor | None = None) -> ReconstructionTerms:
+        self.as_condition(condition, None, "terms")  # unconditional: refuses one
         y = self.to_model_units(x)
         z = self.code(y) if cache is None else cache  # (B, L)
         log_px_z = self.log_px_z(self.decoder(z), y)  # (B,)
         k = k if noise is None else noise.shape[0]
         return ReconstructionTerms(log_px_z.unsqueeze(0).expand(k, -1), self.latent_dim)
 
-    def elbo(self, x: Tensor | np.ndarray, k: int = 1, *,
+    def elbo(self, x: Tensor | np.ndarray, k: int = 1, *, condition: Any = None,
              grad: bool = False) -> dict[str, Tensor]:
         raise NoLikelihoodError(f"{NO_LIKELIHOOD}, hence no ELBO; its reconstruction term is "
                                 "model.terms(x).log_px_z")

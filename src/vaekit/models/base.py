@@ -23,6 +23,12 @@ A model gives:
   the posterior mean.
 - the data's units: `standardize` (or None), applied on the way in and undone on the way out,
   its Jacobian included in log p(x|z).
+- a condition, where the model is conditional (`condition_dim` > 0: a conditional VAE, Sohn et
+  al. 2015, on class labels): every call that sees x or z also takes `condition`. The public
+  calls (`encode`, `decode`, `elbo`, `sample`, `reconstruct`) take class labels (an int or name
+  for all rows, or one per row); `terms`, `inference_cache` and `decoder_params`, the hot path,
+  take them one-hot, (B, condition_dim) floats, as `as_condition` makes them. An unconditional
+  model refuses a condition, and a conditional one refuses to run without one.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
@@ -68,9 +75,17 @@ class LatentVariableModel(nn.Module):
         self.latent_dim = sum(self.latent_groups)
         #: standard-normal numbers that `terms` consumes per sample and example
         self.noise_dim = self.latent_dim
+        #: the names of the classes a conditional model is conditioned on (label order); () for
+        #: an unconditional model
+        self.condition_classes: tuple[str, ...] = ()
         self.config: Any = None  # the vaekit.Config it was built from, if any
         #: config.json's record of the data (binarization, dequantization, ...), if any
         self.run_record: dict[str, Any] = {}
+
+    @property
+    def condition_dim(self) -> int:
+        """The length of the one-hot condition (0: unconditional)."""
+        return len(self.condition_classes)
 
     @property
     def data_dim(self) -> int:
@@ -79,22 +94,26 @@ class LatentVariableModel(nn.Module):
     # ------------------------------------------------------------------ what a model defines
 
     def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
-              cache: Any = None) -> LogWeightTerms:
+              cache: Any = None, condition: Tensor | None = None) -> LogWeightTerms:
         """The log-weight terms of k samples for x (B, *event_shape) in the data's units, with
-        `noise` (k, B, noise_dim) (drawn here if None) and a `cache` from `inference_cache(x)`."""
+        `noise` (k, B, noise_dim) (drawn here if None), a `cache` from `inference_cache(x)` and,
+        for a conditional model, the one-hot `condition` (B, condition_dim)."""
         raise NotImplementedError
 
-    def inference_cache(self, x: Tensor) -> Any:
+    def inference_cache(self, x: Tensor, condition: Tensor | None = None) -> Any:
         """What `terms(x, cache=...)` may reuse across chunks of samples of the same x."""
         return None
 
-    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> Distribution:
-        """A distribution over the latent vector (B, latent_dim) given x (B, *event_shape)."""
+    def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
+               grad: bool = False) -> Distribution:
+        """A distribution over the latent vector (B, latent_dim) given x (B, *event_shape) (and
+        its class labels, for a conditional model)."""
         raise NotImplementedError
 
-    def decoder_params(self, z: Tensor) -> Tensor:
-        """The likelihood's parameters (*batch, *param_shape) for latents (*batch, latent_dim),
-        in the model's units (differentiable; no input checks)."""
+    def decoder_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        """The likelihood's parameters (*batch, *param_shape) for latents (*batch, latent_dim)
+        (and a one-hot condition (*batch, condition_dim)), in the model's units
+        (differentiable; no input checks)."""
         raise NotImplementedError
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
@@ -115,32 +134,42 @@ class LatentVariableModel(nn.Module):
         device = device or self._device()
         return torch.randn(k, batch, self.noise_dim, generator=generator, device=device)
 
-    def decode(self, z: Tensor | np.ndarray, *, grad: bool = False) -> Distribution:
-        """p(x|z) for latents z of shape (*batch, latent_dim), in the data's units."""
+    def decode(self, z: Tensor | np.ndarray, *, condition: Any = None,
+               grad: bool = False) -> Distribution:
+        """p(x|z) (or p(x|z, c)) for latents z of shape (*batch, latent_dim), in the data's
+        units."""
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            p = self.likelihood(self.decoder_params(self.as_latent(z)))
+            z = self.as_latent(z)
+            c = self.as_condition(condition, _rows(z), "decode")
+            p = self.likelihood(self.decoder_params(z, c))
             return p if self.standardize is None else self.standardize.push(p)
 
-    def decode_mean(self, z: Tensor | np.ndarray, *, grad: bool = False) -> Tensor:
+    def decode_mean(self, z: Tensor | np.ndarray, *, condition: Any = None,
+                    grad: bool = False) -> Tensor:
         """The mean of p(x|z), (*batch, *event_shape), without building the distribution."""
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return self.to_data_units(self.likelihood.mean(self.decoder_params(
-                self.as_latent(z))))
+            z = self.as_latent(z)
+            c = self.as_condition(condition, _rows(z), "decode")
+            return self.to_data_units(self.likelihood.mean(self.decoder_params(z, c)))
 
-    def elbo(self, x: Tensor | np.ndarray, k: int = 1, *,
+    def elbo(self, x: Tensor | np.ndarray, k: int = 1, *, condition: Any = None,
              grad: bool = False) -> dict[str, Tensor]:
         """Per-example ELBO, reconstruction E_q[log p(x|z)] and KL(q||p), in nats, each (B,)."""
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return elbo_of_terms(self.terms(self.as_input(x, "elbo"), k))
+            x = self.as_input(x, "elbo")
+            c = self.as_condition(condition, len(x), "elbo")
+            return elbo_of_terms(self.terms(x, k, condition=c))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True,
-               temperature: float = 1.0) -> Tensor:
+               temperature: float = 1.0, condition: Any = None) -> Tensor:
         """n draws x ~ p(x|z), z ~ p(z) (its noise scaled by `temperature`): the likelihood's
-        mean (default) or a sample of it."""
+        mean (default) or a sample of it. A conditional model draws x ~ p(x|z, c) for the class
+        `condition` (one for all, or one per draw)."""
         if not (math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        params = self.decoder_params(self.sample_latents(n, generator, temperature))
+        c = self.as_condition(condition, n, "sample")
+        params = self.decoder_params(self.sample_latents(n, generator, temperature), c)
         if mean:
             return self.to_data_units(self.likelihood.mean(params))
         device = params.device  # p(x|z) draws with torch's sampler, seeded from `generator`
@@ -151,9 +180,64 @@ class LatentVariableModel(nn.Module):
             return self.to_data_units(self.likelihood(params).sample())
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor | np.ndarray) -> Tensor:
+    def reconstruct(self, x: Tensor | np.ndarray, condition: Any = None) -> Tensor:
         """The mean of p(x|z) at z = the posterior mean of q(z|x)."""
-        return self.decode_mean(self.encode(x).mean)
+        return self.decode_mean(self.encode(x, condition=condition).mean, condition=condition)
+
+    # ------------------------------------------------------------------ conditions
+
+    def as_condition(self, condition: Any, rows: int | None, where: str = "input") -> Tensor | None:
+        """Class labels as the one-hot condition (rows, condition_dim) that `terms` and
+        `decoder_params` take: an int or a class name for every row, or one per row (a
+        sequence, an integer array or tensor of length `rows`); (condition_dim,) for a single
+        latent vector (`rows` None). None for an unconditional model, which refuses one."""
+        if self.condition_dim == 0:
+            if condition is not None:
+                raise DataError(f"{where}: this model is not conditional; it takes no condition")
+            return None
+        names = self.condition_classes
+        if condition is None:
+            shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            raise DataError(f"{where}: this model is conditioned on class labels ({len(names)} "
+                            f"classes: {shown}); pass condition= a class or one per row")
+        labels = self._labels(condition, where)
+        if labels.dim() == 0:
+            labels = labels.expand(rows) if rows is not None else labels
+        elif rows is None or labels.shape != (rows,):
+            raise DataError(f"{where}: expected one class for all rows or one per row "
+                            f"({rows}), got shape {tuple(labels.shape)}")
+        return F.one_hot(labels, len(names)).to(self._dtype())
+
+    def _labels(self, condition: Any, where: str) -> Tensor:
+        """Class indices (a 0-d or 1-d int64 tensor on the model's device) from ints, names,
+        arrays or tensors; a clear error for a class the model does not have."""
+        names = self.condition_classes
+        if isinstance(condition, np.ndarray) and condition.dtype.kind in "iu":
+            condition = torch.from_numpy(condition)
+        if isinstance(condition, Tensor) and not condition.is_floating_point() \
+                and condition.dtype != torch.bool and condition.dim() <= 1:
+            labels = condition.to(device=self._device(), dtype=torch.int64)  # a dataset's
+            bad = (labels < 0) | (labels >= len(names))
+            if not bad.any():
+                return labels
+            condition = labels[bad][:1]  # reported below
+        values = condition.tolist() if isinstance(condition, (Tensor, np.ndarray)) else condition
+        scalar = not isinstance(values, (list, tuple))
+        items: list[Any] = [values] if scalar else list(values)
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                if item not in names:
+                    raise DataError(f"{where}: unknown class {item!r}; the model's classes are "
+                                    f"{', '.join(names)}")
+                out.append(names.index(item))
+            elif _is_whole(item) and 0 <= item < len(names):
+                out.append(int(item))
+            else:
+                raise DataError(f"{where}: a class must be an integer in [0, {len(names) - 1}] "
+                                f"or one of the class names; got {item!r}")
+        t = torch.tensor(out, dtype=torch.int64, device=self._device())
+        return t[0] if scalar else t
 
     # ------------------------------------------------------------------ units and inputs
 
@@ -193,6 +277,20 @@ class LatentVariableModel(nn.Module):
             raise DataError(f"decode: expected latents of shape (..., {self.latent_dim}), got "
                             f"shape {tuple(t.shape)}")
         return t
+
+
+def _is_whole(value: Any) -> bool:
+    """An int, a NumPy integer or a float with no fraction (not a bool)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, np.integer)) or (isinstance(value, float)
+                                                     and value.is_integer())
+
+
+def _rows(z: Tensor) -> int | None:
+    """The rows a condition must match for latents z (*batch, latent_dim): the last batch
+    dimension, or None for a single vector."""
+    return int(z.shape[-2]) if z.dim() >= 2 else None
 
 
 def _as_float_tensor(x: Tensor | np.ndarray, where: str, dtype: torch.dtype,

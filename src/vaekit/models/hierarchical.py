@@ -185,12 +185,14 @@ class TopDownVAE(LatentVariableModel):
         """(n, latent_dim) -> the groups' (n, size_g)."""
         return list(flat.split(self.latent_groups, dim=-1))
 
-    def inference_cache(self, x: Tensor) -> list[Tensor]:
+    def inference_cache(self, x: Tensor, condition: Tensor | None = None) -> list[Tensor]:
         """The bottom-up features of x: one pass for every chunk of samples."""
+        self.as_condition(condition, None, "encode")  # unconditional: refuses one
         return self._bottom_up(self.to_model_units(x))
 
     def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
-              cache: Any = None) -> HierarchicalTerms:
+              cache: Any = None, condition: Tensor | None = None) -> HierarchicalTerms:
+        self.as_condition(condition, None, "terms")  # unconditional: refuses one
         y = self.to_model_units(x)  # what the networks see
         batch = x.shape[0]
         if noise is None:
@@ -203,9 +205,11 @@ class TopDownVAE(LatentVariableModel):
         log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
         return HierarchicalTerms(log_px_z, draws)
 
-    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> DiagonalNormal:
+    def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
+               grad: bool = False) -> DiagonalNormal:
         """The groups' posteriors along the posterior means, q(z_g | z_>g = their means, x),
         concatenated into one diagonal Gaussian over (B, latent_dim)."""
+        self.as_condition(condition, None, "encode")  # unconditional: refuses one
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             features = self.inference_cache(self.as_input(x, "encode"))
             n = len(features[0])
@@ -214,7 +218,8 @@ class TopDownVAE(LatentVariableModel):
             return DiagonalNormal(torch.cat(zs, -1), torch.cat([d.log_var_q() for d in draws],
                                                                -1))
 
-    def decoder_params(self, z: Tensor) -> Tensor:
+    def decoder_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        self.as_condition(condition, None, "decode")  # unconditional: refuses one
         batch = z.shape[:-1]
         flat = z.reshape(-1, z.shape[-1])
         _, _, params = self._top_down(len(flat), None, [], given=self._split(flat))

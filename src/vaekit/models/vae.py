@@ -15,6 +15,7 @@ from vaekit.errors import ConfigError
 from vaekit.flows import FlowDistribution
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.standardize import Standardize
+from vaekit.nets import with_condition
 from vaekit.terms import LogWeightTerms
 
 
@@ -101,54 +102,68 @@ class OneLayerTerms(LogWeightTerms):
 class VAE(LatentVariableModel):
     """A variational autoencoder with one latent layer (Kingma & Welling 2014).
 
+    With `condition_classes`, a conditional VAE (Sohn et al. 2015) on class labels c: the
+    encoder reads [x, c] and the decoder [z, c] (c one-hot), and the prior stays p(z), so that
+    the ELBO is log p(x|c) >= E_q(z|x,c)[log p(x|z,c)] - KL(q(z|x,c) || p(z)), and a sample of
+    one class is x ~ p(x|z, c), z ~ p(z).
+
     Example:
         >>> model = build_model(Config(latent_dim=8), event_shape=(64,))
         >>> q = model.encode(x)              # q(z|x), a torch Distribution
         >>> px = model.decode(q.rsample())   # p(x|z), a torch Distribution
         >>> model.elbo(x)["elbo"]            # (B,) nats per example
+        >>> cvae.sample(64, condition=3)     # a conditional model: 64 draws of class 3
     """
 
     def __init__(self, prior: nn.Module, posterior: nn.Module, decoder: nn.Module,
                  likelihood: Likelihood, event_shape: tuple[int, ...], latent_dim: int,
-                 standardize: Standardize | None = None) -> None:
+                 standardize: Standardize | None = None,
+                 condition_classes: tuple[str, ...] = ()) -> None:
         super().__init__(likelihood, event_shape, (latent_dim,), standardize)
         self.prior = prior
         self.posterior = posterior
         self.decoder = decoder
+        self.condition_classes = tuple(condition_classes)
 
-    def encode(self, x: Tensor | np.ndarray, *, grad: bool = False) -> Distribution:
-        """q(z|x) for a batch x of shape (B, *event_shape)."""
+    def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
+               grad: bool = False) -> Distribution:
+        """q(z|x) (or q(z|x, c)) for a batch x of shape (B, *event_shape)."""
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return self.posterior(self.to_model_units(self.as_input(x, "encode")))
+            x = self.as_input(x, "encode")
+            c = self.as_condition(condition, len(x), "encode")
+            return self.posterior(self.to_model_units(x), c)
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        temperature: float = 1.0) -> Tensor:
         return draw_from_prior(self.prior(self.posterior), n, self.latent_dim, generator,
                                temperature, self._device())
 
-    def decoder_params(self, z: Tensor) -> Tensor:
-        """The likelihood's parameters (*batch, *event) for latents z (*batch, latent_dim). The
-        decoder sees z as one (N, latent_dim) matrix: linear layers on 3-d inputs cost extra
-        reshapes, fore and back."""
+    def decoder_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        """The likelihood's parameters (*batch, *event) for latents z (*batch, latent_dim) (and
+        a one-hot condition, which the decoder reads beside z). The decoder sees z as one
+        (N, latent_dim) matrix: linear layers on 3-d inputs cost extra reshapes, fore and back."""
+        z = with_condition(z, condition)  # (*batch, latent_dim + condition_dim)
         if z.dim() == 2:  # each reshape is a node in the backward graph: none where none is due
             return self.decoder(z)
         batch = z.shape[:-1]
         params = self.decoder(z.reshape(-1, z.shape[-1]))
         return params.reshape(*batch, *params.shape[1:])
 
-    def inference_cache(self, x: Tensor) -> tuple[Distribution, Distribution]:
+    def inference_cache(self, x: Tensor,
+                        condition: Tensor | None = None) -> tuple[Distribution, Distribution]:
         """(q(z|x), p(z)): one encoder pass and one prior (a VampPrior encodes its
         pseudo-inputs) for every chunk of samples."""
-        return self.posterior(self.to_model_units(x)), self.prior(self.posterior)
+        return self.posterior(self.to_model_units(x), condition), self.prior(self.posterior)
 
     def terms(self, x: Tensor, k: int = 1, noise: Tensor | None = None,
-              cache: Any = None) -> OneLayerTerms:
+              cache: Any = None, condition: Tensor | None = None) -> OneLayerTerms:
         """k reparameterized samples z_k ~ q(z|x) and their log-densities, each (k, B), for x in
-        the data's units (B, *event_shape). `cache` = (q, p) reuses a posterior and a prior
-        (`inference_cache`; the amortization gap passes its own q)."""
+        the data's units (B, *event_shape) (and a one-hot condition (B, C) for a conditional
+        model). `cache` = (q, p) reuses a posterior and a prior (`inference_cache`; the
+        amortization gap passes its own q)."""
         y = x if self.standardize is None else self.standardize(x)  # what the networks see
         if cache is None:
-            q, p_z = self.posterior(y), self.prior(self.posterior)
+            q, p_z = self.posterior(y, condition), self.prior(self.posterior)
         else:
             q, p_z = cache
         if noise is None:
@@ -157,13 +172,13 @@ class VAE(LatentVariableModel):
         if isinstance(q, DiagonalNormal):  # log q(z) on first use: an analytic KL never needs it
             if noise.shape[0] == 1:  # one sample: (B, L) throughout, one reshape at the end
                 z = q.sample_from_noise(noise[0])
-                log_px_z = self.log_px_z(self.decoder(z), y).unsqueeze(0)
+                log_px_z = self.log_px_z(self.decoder_params(z, condition), y).unsqueeze(0)
                 return OneLayerTerms(log_px_z, None, z.unsqueeze(0), q, p_z, noise)
             z, log_qz = q.sample_from_noise(noise), None
         else:
             z, log_qz = rsample_and_log_prob(q, noise)  # (k, B, L), (k, B)
         # y broadcasts over k; the likelihood's log-density without building p(x|z)
-        log_px_z = self.log_px_z(self.decoder_params(z), y)
+        log_px_z = self.log_px_z(self.decoder_params(z, condition), y)
         return OneLayerTerms(log_px_z, log_qz, z, q, p_z, noise)
 
 

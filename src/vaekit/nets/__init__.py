@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from vaekit.errors import ConfigError
@@ -51,11 +52,30 @@ class FlattenEvent(nn.Module):
         return x.flatten(-self.event_ndim) if self.event_ndim > 1 else x
 
 
+def with_condition(h: Tensor, condition: Tensor | None) -> Tensor:
+    """Features (*batch, F) with a one-hot condition (batch[-1], C) appended: (*batch, F + C)."""
+    if condition is None:
+        return h
+    return torch.cat([h, condition.expand(*h.shape[:-1], condition.shape[-1])], dim=-1)
+
+
+class DenseBody(nn.Sequential):
+    """Flatten x, append the condition where there is one (the conditional VAE's encoder sees
+    [x, c], Sohn et al. 2015), then the dense layers (if any)."""
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        h = with_condition(self[0](x), condition)
+        for layer in list(self)[1:]:
+            h = layer(h)
+        return h
+
+
 class ConvEncoder(nn.Module):
-    """Stride-2 4x4 convolutions (each halves H and W), then a dense layer: images (C, H, W)."""
+    """Stride-2 4x4 convolutions (each halves H and W), then a dense layer: images (C, H, W).
+    A condition joins the flattened feature maps at the dense layer."""
 
     def __init__(self, event_shape: tuple[int, ...], channels: tuple[int, ...], hidden: int,
-                 activation: str) -> None:
+                 activation: str, condition_dim: int = 0) -> None:
         super().__init__()
         c, h, w = event_shape
         layers: list[nn.Module] = []
@@ -63,12 +83,13 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c, out, 4, stride=2, padding=1), ACTIVATION_LAYERS[activation]()]
             c, h, w = out, h // 2, w // 2
         self.conv = nn.Sequential(*layers)
-        self.dense = nn.Sequential(nn.Linear(c * h * w, hidden), ACTIVATION_LAYERS[activation]())
+        self.dense = nn.Sequential(nn.Linear(c * h * w + condition_dim, hidden),
+                                   ACTIVATION_LAYERS[activation]())
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
         batch = x.shape[:-3]
         h = self.conv(x.reshape(-1, *x.shape[-3:])).flatten(1)  # (B, C*H*W)
-        return self.dense(h).reshape(*batch, -1)
+        return self.dense(with_condition(h, condition)).reshape(*batch, -1)
 
 
 class ConvDecoder(nn.Module):
@@ -98,8 +119,9 @@ class ConvDecoder(nn.Module):
 
 
 def _linear_encoder(event_shape: tuple[int, ...], hidden: tuple[int, ...],
-                    channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
-    return FlattenEvent(event_shape), math.prod(event_shape)
+                    channels: tuple[int, ...], activation: str,
+                    condition_dim: int) -> tuple[nn.Module, int]:
+    return DenseBody(FlattenEvent(event_shape)), math.prod(event_shape) + condition_dim
 
 
 def _linear_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...],
@@ -108,9 +130,11 @@ def _linear_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple
 
 
 def _mlp_encoder(event_shape: tuple[int, ...], hidden: tuple[int, ...],
-                 channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
-    body = mlp([math.prod(event_shape), *hidden], activation, final_activation=True)
-    return nn.Sequential(FlattenEvent(event_shape), body), hidden[-1]
+                 channels: tuple[int, ...], activation: str,
+                 condition_dim: int) -> tuple[nn.Module, int]:
+    body = mlp([math.prod(event_shape) + condition_dim, *hidden], activation,
+               final_activation=True)
+    return DenseBody(FlattenEvent(event_shape), body), hidden[-1]
 
 
 def _mlp_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...],
@@ -120,10 +144,11 @@ def _mlp_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[in
 
 
 def _conv_encoder(event_shape: tuple[int, ...], hidden: tuple[int, ...],
-                  channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
+                  channels: tuple[int, ...], activation: str,
+                  condition_dim: int) -> tuple[nn.Module, int]:
     _check_conv_shape(event_shape, channels)
     width = hidden[-1] if hidden else 256
-    return ConvEncoder(event_shape, channels, width, activation), width
+    return ConvEncoder(event_shape, channels, width, activation, condition_dim), width
 
 
 def _conv_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[int, ...],
@@ -135,12 +160,14 @@ def _conv_decoder(event_shape: tuple[int, ...], latent_dim: int, hidden: tuple[i
 
 @dataclass(frozen=True)
 class NetFamily:
-    """A family of networks: `encoder(event_shape, hidden, channels, activation)` gives a body
-    mapping x (*batch, *event_shape) to features (*batch, F) and F;
+    """A family of networks: `encoder(event_shape, hidden, channels, activation,
+    condition_dim)` gives a body mapping x (*batch, *event_shape) (and, with condition_dim > 0,
+    a one-hot condition (B, condition_dim) as its second argument) to features (*batch, F) and
+    F;
     `decoder(param_shape, latent_dim, hidden, channels, activation)` maps z (*batch, latent_dim)
     to the likelihood's parameters (*batch, *param_shape)."""
 
-    encoder: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, ...], str],
+    encoder: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, ...], str, int],
                       tuple[nn.Module, int]]
     decoder: Callable[[tuple[int, ...], int, tuple[int, ...], tuple[int, ...], str], nn.Module]
 
@@ -154,9 +181,11 @@ NETS: dict[str, NetFamily] = {
 
 
 def build_encoder(net: str, event_shape: tuple[int, ...], hidden: tuple[int, ...],
-                  channels: tuple[int, ...], activation: str) -> tuple[nn.Module, int]:
-    """An encoder body mapping x of shape (*batch, *event_shape) to features (*batch, F)."""
-    return _family(net).encoder(tuple(event_shape), hidden, channels, activation)
+                  channels: tuple[int, ...], activation: str,
+                  condition_dim: int = 0) -> tuple[nn.Module, int]:
+    """An encoder body mapping x of shape (*batch, *event_shape) (and a one-hot condition, for
+    condition_dim > 0) to features (*batch, F)."""
+    return _family(net).encoder(tuple(event_shape), hidden, channels, activation, condition_dim)
 
 
 def build_decoder(net: str, param_shape: tuple[int, ...], latent_dim: int,

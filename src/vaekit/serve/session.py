@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit.errors import VaekitError
+from vaekit.errors import ConfigError, VaekitError
 
 #: held-out examples kept for choosing by index and for the slider ranges
 HELD_OUT = 1000
@@ -63,6 +63,9 @@ class ExplorerSession:
 
         self.run_dir = Path(run_dir)
         self.model, self.info = load_run(self.run_dir)
+        if self.model.condition_dim:
+            raise ConfigError(f"{run_dir} is a conditional model; the explorer does not take "
+                              "a class yet: use vaekit sample --condition CLASS")
         self.lock = threading.Lock()
         shape = self.model.event_shape
         self.image_shape = shape if bool(self.info.data.get("images", True)) and \

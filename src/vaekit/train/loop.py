@@ -107,9 +107,11 @@ class LossModule(nn.Module):
         """The mean over the global batch of per-process means (equal shards)."""
         return all_reduce_sum(local_mean.clone(), self.dist) / self.dist.world_size
 
-    def forward(self, x: Tensor, noise: Tensor, beta: float | Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, [sum of reconstruction, sum of KL, examples] over the batch, detached)."""
-        t = self.model.terms(x, noise=noise)
+    def forward(self, x: Tensor, noise: Tensor, beta: float | Tensor,
+                condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(loss, [sum of reconstruction, sum of KL, examples] over the batch, detached); a
+        conditional model's one-hot `condition` (B, C) beside x."""
+        t = self.model.terms(x, noise=noise, condition=condition)
         loss = training_loss(t, self.objective, beta, self.free_bits,
                              self._global_mean if self.dist.enabled else None)
         log_px_z = t.log_px_z.detach()  # (k, B)
@@ -172,6 +174,12 @@ class Trainer(FaultRecovery):
         self.tensorboard: TensorBoardLog | None = None
         if config.standardize == "auto":  # recorded resolved: the run's model is rebuilt from it
             self.config = config = config.replace(standardize=resolve_standardize(config, data))
+        if config.condition:  # a conditional VAE: the classes are part of the model
+            classes = data.classes()
+            if config.condition_classes and config.condition_classes != classes:
+                raise DataError(f"--condition label: {data.name}'s classes ({', '.join(classes)})"
+                                f" are not the run's ({', '.join(config.condition_classes)})")
+            self.config = config = config.replace(condition_classes=classes)
 
         torch.manual_seed(config.seed)
         self.model = build_model(config, data.event_shape).to(self.device)
@@ -199,6 +207,10 @@ class Trainer(FaultRecovery):
         self.epoch_stats = torch.zeros(3, dtype=torch.float64, device=self.device)
 
         self.train_x = data.train.to(self.device)
+        # a conditional model's class labels, beside x: sliced by the same index, one-hot per step
+        self.train_labels = data.labels["train"].to(self.device) \
+            if config.condition and data.labels is not None else None
+        self.val_labels = data.labels["val"] if config.condition and data.labels else None
         world = self.dist.world_size
         self.batch = min(config.batch_size, len(self.train_x) // world * world)
         if self.batch == 0:
@@ -237,7 +249,7 @@ class Trainer(FaultRecovery):
             # would split the compiled graph in two.
             with torch.no_grad():
                 loss_module(self.train_x[:1], self.model.draw_noise(1, 1, torch.Generator(
-                    self.device), self.device), 1.0)
+                    self.device), self.device), 1.0, self._condition(slice(0, 1)))
             self.loss_fn = CompiledOrEager(self.loss_module, "training")
 
     # ------------------------------------------------------------------ run directory
@@ -328,6 +340,14 @@ class Trainer(FaultRecovery):
         """Full global batches per epoch; the remainder of a shuffled epoch is left out."""
         return len(self.train_x) // self.batch
 
+    def _condition(self, rows: Tensor | slice) -> Tensor | None:
+        """The one-hot condition (B, C) of training rows `rows` (a conditional model), else
+        None."""
+        if self.train_labels is None:
+            return None
+        return nn.functional.one_hot(self.train_labels[rows], self.model.condition_dim).to(
+            self.train_x.dtype)
+
     def _beta(self, epoch_progress: float) -> float:
         """The KL weight: --beta, ramped up linearly over --kl-warmup epochs."""
         w = self.config.kl_warmup
@@ -365,6 +385,7 @@ class Trainer(FaultRecovery):
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
             x = torch.index_select(self.train_x, 0, batches[step])
+            c = self._condition(batches[step])  # (batch, classes) or None
             if self.binarize == "dynamic":
                 x = torch.bernoulli(x, generator=self.noise_generator)
             elif self.dequantize:
@@ -374,11 +395,12 @@ class Trainer(FaultRecovery):
             if self.dist.enabled:  # this process's shard of the global batch
                 mine = slice(rank * local, (rank + 1) * local)
                 x, noise = x[mine], noise[:, mine]
+                c = c[mine] if c is not None else None
             beta: float | Tensor = self._beta(s.epoch + step / steps)
             if cfg.compile:  # a Python float would recompile the graph at every new value
                 beta = torch.tensor(beta, device=self.device)
             with autocast:
-                loss, stats = self.loss_fn(x, noise, beta)
+                loss, stats = self.loss_fn(x, noise, beta, c)
             for p in self._params:  # optimizer.zero_grad(set_to_none=True), minus its overhead
                 p.grad = None
             loss.backward()
@@ -434,8 +456,8 @@ class Trainer(FaultRecovery):
             return {}
         self.model.eval()
         with self.ema.applied() if self.ema is not None else nullcontext():
-            out = dataset_elbo(self.model, self.val_x, seed=0)
-            active = active_units_per_group(self.model, self.val_x)
+            out = dataset_elbo(self.model, self.val_x, seed=0, condition=self.val_labels)
+            active = active_units_per_group(self.model, self.val_x, condition=self.val_labels)
         self.model.train()
         row: dict[str, Any] = {f"val_{k}": float(v.mean()) for k, v in out.items()
                                if k != "kl_groups"}
@@ -495,12 +517,16 @@ class Trainer(FaultRecovery):
         """RUN/tensorboard's writer (rank 0, with --tensorboard) for the block, continuing a
         resumed run's stream from its next epoch; closed however the block ends."""
         if self.config.tensorboard and self.run_dir is not None and self.dist.is_main:
-            images = None
+            images = labels = None
             if self.data.images and len(self.data.event_shape) == 3:
                 held_out = self.val_x if len(self.val_x) else self.train_x
                 images = held_out[:8].cpu()
+                if self.train_labels is not None:  # a conditional model: their classes
+                    source = self.val_labels if len(self.val_x) else self.train_labels
+                    labels = source[:8].cpu() if source is not None else None
             self.tensorboard = TensorBoardLog(self.run_dir, self.config.to_dict(),
-                                              self.state.epoch + 1, self.config.epochs, images)
+                                              self.state.epoch + 1, self.config.epochs, images,
+                                              labels)
         try:
             yield
         finally:

@@ -56,14 +56,16 @@ class TensorBoardLog:
     """Writes a run's epochs to RUN/tensorboard (see the module's docstring)."""
 
     def __init__(self, run_dir: Path, config_dict: dict[str, Any], first_epoch: int,
-                 total_epochs: int, images: Tensor | None) -> None:
+                 total_epochs: int, images: Tensor | None,
+                 image_labels: Tensor | None = None) -> None:
         """`first_epoch`: the epoch (1-based) the run writes next; > 1 on a resume.
-        `images`: fixed held-out examples (N, C, H, W) to reconstruct, or None (not images)."""
+        `images`: fixed held-out examples (N, C, H, W) to reconstruct, or None (not images);
+        `image_labels`: their classes (N,), for a conditional model."""
         writer_class = _summary_writer_class()
         self.writer = writer_class(str(run_dir / TENSORBOARD_DIR),
                                    purge_step=first_epoch if first_epoch > 1 else None)
         self.total_epochs = total_epochs
-        self.images = images
+        self.images, self.image_labels = images, image_labels
         if first_epoch <= 1:
             text = json.dumps(config_dict, indent=2, default=str)
             self.writer.add_text("config", "    " + text.replace("\n", "\n    "), 0)
@@ -90,7 +92,7 @@ class TensorBoardLog:
 
     @torch.no_grad()
     def _log_images(self, model: Any, epoch: int) -> None:
-        from vaekit.plots import image_grid
+        from vaekit.plots import image_grid, sample_picture
 
         assert self.images is not None
         device = next(model.parameters()).device
@@ -99,10 +101,10 @@ class TensorBoardLog:
         try:
             if model.can_sample:
                 g = torch.Generator(device=device).manual_seed(0)
-                samples = model.sample(64, generator=g).float().cpu()
-                self.writer.add_image("samples", image_grid(samples), epoch, dataformats="HWC")
+                self.writer.add_image("samples", sample_picture(model, g), epoch,
+                                      dataformats="HWC")
             x = self.images
-            recon = model.reconstruct(x.to(device)).float().cpu()
+            recon = model.reconstruct(x.to(device), condition=self.image_labels).float().cpu()
             pairs = torch.stack([x.float(), recon], 1).flatten(0, 1)  # (2N, C, H, W)
             self.writer.add_image("reconstructions", image_grid(pairs, nrow=16), epoch,
                                   dataformats="HWC")
