@@ -207,3 +207,82 @@ def test_the_picture_of_samples_has_a_row_per_class(cvae_run: Path) -> None:
     assert rows == list(CLASSES) and images.shape == (10 * PER_CLASS, 1, 8, 8)
     width, height = Image.open(cvae_run / "samples.png").size
     assert height > 10 * 8 and width > PER_CLASS * 8  # ten rows, named in a margin
+
+
+# ---------------------------------------------------------------------- a table's column
+
+
+def _groups_frame(n: int = 600, seed: int = 0) -> object:
+    """`size` is 5, -5 or 0 (+ noise) by `group`, which the model is conditioned on."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(seed)
+    group = rng.choice(["red", "green", "blue"], n)
+    size = np.select([group == "red", group == "green"], [5.0, -5.0], 0.0) + rng.normal(size=n)
+    return pd.DataFrame({"size": size, "group": group, "count": rng.integers(0, 5, n)})
+
+
+@pytest.fixture(scope="module")
+def table_cvae(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("table-cvae")
+    _groups_frame().to_csv(root / "groups.csv", index=False)  # type: ignore[attr-defined]
+    r = run_cli("train", "--data", str(root / "groups.csv"), "--condition", "group",
+                "--latent-dim", "2", "--epochs", "30", "--threads", "1", "--quiet", "--out",
+                str(root / "run"))
+    assert r.returncode == 0, r.stderr
+    return root / "run", root / "groups.csv"
+
+
+def test_a_tables_column_is_the_condition_and_comes_back_in_the_samples(
+        table_cvae: tuple[Path, Path], tmp_path: Path) -> None:
+    import pandas as pd
+
+    run, _ = table_cvae
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["condition_classes"] == ["blue", "green", "red"]  # sorted values
+    assert "group" not in [c["name"] for c in config["table"]["columns"]]  # not modelled
+    for group, centre in (("red", 5.0), ("green", -5.0), ("blue", 0.0)):
+        r = run_cli("sample", str(run), "--condition", group, "-n", "300", "-o",
+                    str(tmp_path / f"{group}.csv"))
+        assert r.returncode == 0, r.stderr
+        rows = pd.read_csv(tmp_path / f"{group}.csv")
+        assert list(rows.columns) == ["group", "size", "count"]  # the condition first
+        assert set(rows["group"]) == {group}
+        assert abs(rows["size"].mean() - centre) < 1.0, (group, rows["size"].mean())
+    r = run_cli("sample", str(run), "-n", "6", "-o", str(tmp_path / "all.csv"))
+    assert r.returncode == 0 and "classes in turn" in r.stderr
+    assert list(pd.read_csv(tmp_path / "all.csv")["group"]) == ["blue", "green", "red"] * 2
+
+
+def test_new_rows_are_scored_given_their_group(table_cvae: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    run, csv = table_cvae
+    r = run_cli("evaluate", str(run), "--data", str(csv), "--k", "10", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "log p(x|c)" in json.loads(r.stdout.strip().splitlines()[-1])["conditioned_on"]
+    frame = _groups_frame(20, seed=1)
+    frame.loc[3, "group"] = "purple"  # type: ignore[attr-defined,index]
+    frame.to_csv(tmp_path / "new.csv", index=False)  # type: ignore[attr-defined]
+    r = run_cli("score", str(run), "--data", str(tmp_path / "new.csv"), "-o",
+                str(tmp_path / "s.npy"))
+    assert r.returncode == 2 and "'purple', not among the classes" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "s.npy").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no-column", "has no column 'colour'"),
+    ("missing", "2 rows of .* have no value in 'group'"),
+    ("label", "a table has no labels"),
+    ("array", "or a column of a .csv/.parquet table"),
+])
+def test_a_bad_condition_column_is_one_line(case: str, message: str, tmp_path: Path) -> None:
+    frame = _groups_frame(60)
+    if case == "missing":
+        frame.loc[[4, 9], "group"] = None  # type: ignore[attr-defined,index]
+    frame.to_csv(tmp_path / "t.csv", index=False)  # type: ignore[attr-defined]
+    np.save(tmp_path / "a.npy", np.zeros((20, 4), np.float32))
+    data = str(tmp_path / ("a.npy" if case == "array" else "t.csv"))
+    column = {"no-column": "colour", "label": "label"}.get(case, "group")
+    r = run_cli("train", "--data", data, "--condition", column, "--latent-dim", "2",
+                "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and re.search(message, r.stderr), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

@@ -92,9 +92,10 @@ class Config:
         "add uniform noise within each quantization bin of 8-bit/16-level image data (for a "
         "gaussian likelihood; makes bits/dim a bound on the discrete likelihood)"))
     condition: str = field(default="", metadata=_help(
-        "train a conditional VAE (Sohn et al. 2015) on the data's class labels: 'label' (the "
-        "image classes of mnist, fashion-mnist, digits, a folder's subfolders or an .npz's "
-        "labels); the encoder and decoder both see the class (default: none)"))
+        "train a conditional VAE (Sohn et al. 2015): 'label', the data's class labels (mnist, "
+        "fashion-mnist, digits, a folder's subfolders, an .npz's labels), or a table's column, "
+        "whose values become the classes; the encoder and decoder both see the class (default: "
+        "none)"))
     condition_classes: tuple[str, ...] = field(default=(), metadata=_help(
         "the class names of a conditional run, in label order: written by training, never "
         "given"))
@@ -314,9 +315,16 @@ class Config:
     def _check_condition(self) -> None:
         """--condition: the class labels, on the one-layer model, with an unconditional prior
         (a VampPrior's pseudo-inputs would need classes of their own)."""
-        if self.condition not in ("", "label"):
-            raise ConfigError(f"--condition must be 'label' (the data's class labels), got "
-                              f"{self.condition!r}")
+        from vaekit.data.tables import is_table_file  # late: it imports torch
+
+        table = is_table_file(self.data)
+        if self.condition not in ("", "label") and not table:
+            raise ConfigError(f"--condition must be 'label' (the data's class labels), or a "
+                              f"column of a .csv/.parquet table; got {self.condition!r} for "
+                              f"data {self.data}")
+        if self.condition == "label" and table:
+            raise ConfigError("--condition label: a table has no labels; name the column to "
+                              "condition on (--condition COLUMN)")
         if not self.condition:
             if self.condition_classes:
                 raise ConfigError("condition_classes is written by training with --condition")
@@ -330,9 +338,6 @@ class Config:
         if self.fitted_prior:
             raise ConfigError("a fitted prior is unconditional; this run is conditioned on its "
                               "labels (--condition)")
-        if self.table:
-            raise ConfigError("--condition label applies to labelled arrays and images, not to "
-                              "a table (make the column part of the table instead)")
         if len(set(self.condition_classes)) != len(self.condition_classes):
             raise ConfigError(f"condition_classes must be distinct, got "
                               f"{list(self.condition_classes)}")

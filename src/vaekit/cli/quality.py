@@ -158,8 +158,11 @@ def _table_quality(args: argparse.Namespace, info: Any) -> int:
     model, _ = load_run(args.run, device=_check_device(args.device))
     n = min(args.n, len(data.train))
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
+    # a conditional run draws the training rows' classes (the column is not compared)
+    classes = data.labels["train"][:n] if model.condition_dim and data.labels else None
     synthetic = schema.inverse(model.sample(n, generator=g, mean=False,
-                                            temperature=args.temperature).cpu())
+                                            temperature=args.temperature,
+                                            condition=classes).cpu())
     try:
         report = table_quality(schema, schema.inverse(data.train), schema.inverse(test),
                                synthetic, args.target, args.seed)

@@ -70,7 +70,9 @@ def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0
             size * 2 if len(size) == 1 else size, getattr(settings, "image_channels", 0)))
     if path is not None and is_table_file(name):
         return load_table_dataset(path, val_fraction, getattr(settings, "table", None) or None,
-                                  getattr(settings, "columns", ""))
+                                  getattr(settings, "columns", ""),
+                                  getattr(settings, "condition", ""),
+                                  tuple(getattr(settings, "condition_classes", ())))
     if path is not None:
         return load_array_dataset(path, val_fraction, images)
     raise DataError(f"unknown dataset {name!r}: use digits, mnist, fashion-mnist, the path of "
