@@ -61,6 +61,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "ae": ["--model", "ae", *TINY],
         "table": ["--data", str(root / "table.npy"), "--likelihood", "gaussian", *TINY],
         "csv": ["--data", str(root / "mixed.csv"), *TINY],
+        "cvae": [*TINY, "--condition", "label"],  # conditioned on the digits' labels
     }
     out = {}
     for name, extra in flags.items():
@@ -78,7 +79,7 @@ def client(session: ExplorerSession, **options: Any) -> TestClient:
     return TestClient(create_app(session, **options), raise_server_exceptions=False)
 
 
-@pytest.mark.parametrize("name", ["vae", "wide", "hvae", "ae", "table", "csv"])
+@pytest.mark.parametrize("name", ["vae", "wide", "hvae", "ae", "table", "csv", "cvae"])
 def test_every_endpoint_answers_on_every_kind_of_run(name: str,
                                                      sessions: dict[str, ExplorerSession]) -> None:
     session = sessions[name]
@@ -92,8 +93,9 @@ def test_every_endpoint_answers_on_every_kind_of_run(name: str,
     weights = [s["weight"] for s in info["sliders"]]
     assert weights == sorted(weights, reverse=True)  # the most informative first
     z = [s["value"] for s in sorted(info["sliders"], key=lambda s: s["dim"])]
-    first = api.post("/api/decode", json={"z": z}).json()["x"]
-    moved = api.post("/api/decode", json={"z": [v + 3.0 for v in z]}).json()["x"]
+    c = {"condition": info["classes"][3]} if info["classes"] else {}  # a conditional model's
+    first = api.post("/api/decode", json={"z": z, **c}).json()["x"]
+    moved = api.post("/api/decode", json={"z": [v + 3.0 for v in z], **c}).json()["x"]
     assert first != moved
     if info["image"]:
         assert image_of(first).shape == session.model.event_shape[1:]
@@ -104,14 +106,15 @@ def test_every_endpoint_answers_on_every_kind_of_run(name: str,
         assert len(first) == session.model.data_dim
     encoded = api.post("/api/encode", json={"index": 2}).json()
     assert len(encoded["mean"]) == len(encoded["std"]) == d and math.isfinite(encoded["score"])
-    frames = api.post("/api/interpolate", json={"a": 0, "b": 1, "steps": 5}).json()["frames"]
-    assert len(frames) == 5
-    sample = api.post("/api/sample", json={"n": 3, "temperature": 0.7, "seed": 4})
+    frames = api.post("/api/interpolate", json={"a": 0, "b": 1, "steps": 5, **c}).json()
+    assert len(frames["frames"]) == 5
+    sample = api.post("/api/sample", json={"n": 3, "temperature": 0.7, "seed": 4, **c})
     if name == "ae":
         assert sample.status_code == 400 and "fit-prior" in sample.json()["detail"]
     else:
         assert len(sample.json()["samples"]) == 3
-        again = api.post("/api/sample", json={"n": 3, "temperature": 0.7, "seed": 4}).json()
+        again = api.post("/api/sample", json={"n": 3, "temperature": 0.7, "seed": 4,
+                                              **c}).json()
         assert again == sample.json()  # reproducible from the seed
     latent_map = api.get("/api/latent_map")
     if d == 2:
@@ -235,7 +238,7 @@ def test_an_unexpected_error_is_a_500_without_a_traceback(
         sessions: dict[str, ExplorerSession], monkeypatch: pytest.MonkeyPatch) -> None:
     session = sessions["wide"]
 
-    def broken(z: list[float]) -> None:
+    def broken(z: list[float], condition: str | None = None) -> None:
         raise RuntimeError("deep inside torch")
 
     monkeypatch.setattr(session, "decode", broken)
@@ -305,7 +308,7 @@ def test_the_models_own_refusals_are_400(sessions: dict[str, ExplorerSession],
 
     session = sessions["wide"]
 
-    def refuse(n: int, temperature: float, seed: int) -> None:
+    def refuse(n: int, temperature: float, seed: int, condition: str | None = None) -> None:
         raise ConfigError("--temperature 0.5: sampling at a temperature needs a "
                           "reparameterized prior")
 
@@ -329,3 +332,30 @@ def test_requests_for_another_host_name_are_refused(
     api = client(sessions["wide"])
     assert api.get("/api/info", headers={"host": "attacker.example"}).status_code == 400
     assert api.get("/api/info", headers={"host": "localhost:8000"}).status_code == 200
+
+
+def test_a_conditional_run_decodes_the_class_it_is_given(
+        sessions: dict[str, ExplorerSession]) -> None:
+    session = sessions["cvae"]
+    api, model = client(session), session.model
+    info = api.get("/api/info").json()
+    assert info["classes"] == [str(i) for i in range(10)] and 'id="class"' in api.get("/").text
+    z = [0.3, -0.5]
+    three = api.post("/api/decode", json={"z": z, "condition": "3"}).json()["x"]
+    expected = model.decode_mean(torch.tensor([z]), condition="3")[0]
+    assert np.allclose(image_of(three), image_of(session.show(expected)))
+    assert three != api.post("/api/decode", json={"z": z, "condition": "8"}).json()["x"]
+    # a held-out example is encoded with its own class, whatever the request names
+    own = int(session.labels[2])
+    encoded = api.post("/api/encode", json={"index": 2, "condition": str((own + 1) % 10)})
+    assert encoded.json()["condition"] == str(own)
+    mean = model.encode(session.held_out[2:3], condition=own).mean[0]
+    assert np.allclose(encoded.json()["mean"], mean.tolist(), atol=1e-5)
+    for path, body, message in (
+            ("/api/decode", {"z": z}, "this model is conditional: give condition"),
+            ("/api/sample", {"n": 2, "condition": "cat"}, "unknown class 'cat'"),
+    ):
+        r = api.post(path, json=body)
+        assert r.status_code == 400 and message in r.json()["detail"], r.json()
+    r = client(sessions["vae"]).post("/api/decode", json={"z": z, "condition": "3"})
+    assert r.status_code == 400 and "not conditional" in r.json()["detail"]

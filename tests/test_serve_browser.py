@@ -195,3 +195,29 @@ def test_a_table_runs_decoded_row_follows_a_slider(table_server: str, browser: A
     browser.find_element(By.ID, "slider-0").send_keys(Keys.END)
     wait.until(lambda d: row(d) not in (before, ""))
     assert browser.find_element(By.ID, "error").text == ""
+
+
+@pytest.fixture(scope="module")
+def conditional_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    out = tmp_path_factory.mktemp("cvae-browser") / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "3", "--condition", "label"]) == 0
+    yield from _serve(out)
+
+
+def test_choosing_a_class_redraws_a_conditional_runs_images(conditional_server: str,
+                                                            browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    def samples(d: Any) -> list[str]:
+        return [str(e.get_attribute("src")) for e in d.find_elements(By.CSS_SELECTOR,
+                                                                      "#samples img")]
+
+    browser.get(conditional_server)
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: _decoded(d).startswith("data:image/png;base64,") and samples(d))
+    assert browser.find_element(By.ID, "class-row").is_displayed()
+    before, drawn = _decoded(browser), samples(browser)
+    Select(browser.find_element(By.ID, "class")).select_by_visible_text("7")
+    wait.until(lambda d: _decoded(d) != before and samples(d) not in (drawn, []))
+    assert browser.find_element(By.ID, "error").text == ""

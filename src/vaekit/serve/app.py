@@ -98,17 +98,22 @@ def create_app(session: ExplorerSession, max_body: int = MAX_BODY,
     class Strict(BaseModel):
         model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # `condition`: a conditional model's class (by name) to decode and sample with, and to
+    # encode an upload with; a held-out example is encoded with its own class.
     class DecodeRequest(Strict):
         z: list[float] = Field(max_length=65536)
+        condition: str | None = Field(None, max_length=200)
 
     class EncodeRequest(Strict):
         index: int | None = None
         upload: str | None = None
+        condition: str | None = Field(None, max_length=200)
 
     class SampleRequest(Strict):
         n: int = Field(16, ge=1, le=64)
         temperature: float = Field(1.0, ge=0.0, le=3.0)
         seed: int = Field(0, ge=0, le=2**31 - 1)
+        condition: str | None = Field(None, max_length=200)
 
     class InterpolateRequest(Strict):
         a: int | None = None
@@ -116,6 +121,7 @@ def create_app(session: ExplorerSession, max_body: int = MAX_BODY,
         a_upload: str | None = None
         b_upload: str | None = None
         steps: int = Field(8, ge=2, le=32)
+        condition: str | None = Field(None, max_length=200)
 
     app = fastapi.FastAPI(title="vaekit latent explorer", docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=max_body)
@@ -148,7 +154,7 @@ def create_app(session: ExplorerSession, max_body: int = MAX_BODY,
 
     @app.post("/api/decode")
     def decode(request: DecodeRequest) -> dict[str, Any]:
-        return session.decode(request.z)
+        return session.decode(request.z, request.condition)
 
     def one_example(index: int | None, upload: str | None, name: str) -> Any:
         if (index is None) == (upload is None):
@@ -159,19 +165,25 @@ def create_app(session: ExplorerSession, max_body: int = MAX_BODY,
         assert upload is not None
         return session.read_upload(upload)
 
+    def own_class(index: int | None) -> str | None:
+        return session.own_class(index) if index is not None else None
+
     @app.post("/api/encode")
     def encode(request: EncodeRequest) -> dict[str, Any]:
-        return session.encode(one_example(request.index, request.upload, ""))
+        x = one_example(request.index, request.upload, "")
+        own = own_class(request.index)  # a held-out example of a conditional model: its class
+        return session.encode(x, own if own is not None else request.condition)
 
     @app.post("/api/sample")
     def sample(request: SampleRequest) -> dict[str, Any]:
-        return session.sample(request.n, request.temperature, request.seed)
+        return session.sample(request.n, request.temperature, request.seed, request.condition)
 
     @app.post("/api/interpolate")
     def interpolate(request: InterpolateRequest) -> dict[str, Any]:
         a = one_example(request.a, request.a_upload, "a")
         b = one_example(request.b, request.b_upload, "b")
-        return session.interpolate(a, b, request.steps)
+        return session.interpolate(a, b, request.steps, request.condition,
+                                   (own_class(request.a), own_class(request.b)))
 
     @app.get("/api/latent_map")
     def latent_map() -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit.errors import ConfigError, VaekitError
+from vaekit.errors import VaekitError
 
 #: held-out examples kept for choosing by index and for the slider ranges
 HELD_OUT = 1000
@@ -63,9 +63,8 @@ class ExplorerSession:
 
         self.run_dir = Path(run_dir)
         self.model, self.info = load_run(self.run_dir)
-        if self.model.condition_dim:
-            raise ConfigError(f"{run_dir} is a conditional model; the explorer does not take "
-                              "a class yet: use vaekit sample --condition CLASS")
+        #: a conditional model's class names: every request that decodes names one
+        self.classes = self.model.condition_classes
         self.lock = threading.Lock()
         shape = self.model.event_shape
         self.image_shape = shape if bool(self.info.data.get("images", True)) and \
@@ -104,16 +103,17 @@ class ExplorerSession:
                 f"{data.name} {split}, first {len(x)} examples")
 
     def _sliders(self) -> list[dict[str, float]]:
-        from vaekit.evaluate import kl_per_dimension
+        from vaekit.evaluate import kl_per_dimension, posterior_means
+        from vaekit.evaluate.elbo import condition_rows
 
         d = self.model.latent_dim
         if self.held_out is None:
             return [{"dim": j, "lo": -3.0, "hi": 3.0, "value": 0.0} for j in range(d)]
+        labels = self.labels if self.classes else None  # each example's own class
         with torch.no_grad():
-            mu = torch.cat([self.model.encode(chunk).mean
-                            for chunk in self.held_out.split(500)])  # (N, d)
-            kl = kl_per_dimension(self.model, self.held_out[:500]) \
-                if self.model.has_likelihood else None
+            mu = posterior_means(self.model, self.held_out, 500, labels)  # (N, d)
+            kl = kl_per_dimension(self.model, self.held_out[:500], condition=condition_rows(
+                labels, 0, 500)) if self.model.has_likelihood else None
         centre, spread = mu.mean(0), mu.std(0).clamp_min(1e-3)
         weight = kl if kl is not None else mu.var(0)
         order = torch.argsort(weight.float(), descending=True).tolist()
@@ -132,7 +132,29 @@ class ExplorerSession:
                 "image": self.image_shape is not None, "has_likelihood": m.has_likelihood,
                 "can_sample": m.can_sample, "sliders": self.sliders,
                 "held_out": 0 if self.held_out is None else len(self.held_out),
-                "held_out_note": self.data_note, "latent_map": m.latent_dim == 2}
+                "held_out_note": self.data_note, "latent_map": m.latent_dim == 2,
+                "classes": list(self.classes)}
+
+    def condition(self, name: str | None) -> str | None:
+        """The class a request names, checked: required by a conditional model, refused by
+        any other."""
+        if not self.classes:
+            if name is not None:
+                raise RequestError("this model is not conditional: give no condition")
+            return None
+        if name is None:
+            raise RequestError(f"this model is conditional: give condition, one of "
+                               f"{', '.join(self.classes[:20])}")
+        if name not in self.classes:
+            raise RequestError(f"unknown class {name!r}; the model's classes are "
+                               f"{', '.join(self.classes[:20])}")
+        return name
+
+    def own_class(self, index: int) -> str | None:
+        """The class of held-out example `index` (a conditional model), else None."""
+        if not self.classes or self.labels is None:
+            return None
+        return self.classes[int(self.labels[index])]
 
     def show(self, x: Tensor) -> Any:
         """One example (event_shape) for the page: a PNG data URI; a table's row as
@@ -144,14 +166,15 @@ class ExplorerSession:
             return {"row": {k: _plain(v) for k, v in frame.iloc[0].items()}}
         return [round(float(v), 6) for v in x.flatten()]
 
-    def decode(self, z: list[float]) -> dict[str, Any]:
+    def decode(self, z: list[float], condition: str | None = None) -> dict[str, Any]:
         if len(z) != self.model.latent_dim:
             raise RequestError(f"z has {len(z)} values; this model's latent has "
                                f"{self.model.latent_dim}")
         if not all(math.isfinite(v) for v in z):
             raise RequestError("z must hold finite numbers")
         with self.lock:
-            x = self.model.decode_mean(torch.tensor([z], dtype=torch.float32))[0]
+            x = self.model.decode_mean(torch.tensor([z], dtype=torch.float32),
+                                       condition=self.condition(condition))[0]
         return {"x": self.show(x)}
 
     def example(self, index: int) -> Tensor:
@@ -163,41 +186,51 @@ class ExplorerSession:
                                f"{len(self.held_out) - 1})")
         return self.held_out[index]
 
-    def encode(self, x: Tensor) -> dict[str, Any]:
-        """The posterior, reconstruction and anomaly score of one example x (event_shape)."""
+    def encode(self, x: Tensor, condition: str | None = None) -> dict[str, Any]:
+        """The posterior, reconstruction and anomaly score of one example x (event_shape) (of
+        class `condition`, for a conditional model)."""
         from vaekit.evaluate import log_likelihood
 
-        batch = x[None]
+        batch, c = x[None], self.condition(condition)
         with self.lock, torch.no_grad():
-            q = self.model.encode(batch)
+            q = self.model.encode(batch, condition=c)
             base = getattr(q, "base", q)  # a flow posterior: its Gaussian q_0
             mean, std = q.mean[0], base.variance[0].sqrt()
-            recon = self.model.decode_mean(q.mean)[0]
+            recon = self.model.decode_mean(q.mean, condition=c)[0]
             if self.model.has_likelihood:
-                score = -float(log_likelihood(self.model, batch, k=SCORE_K,
-                                              compile=False).per_example[0])
-                kind = f"-log p(x), importance-weighted, k={SCORE_K} (nats)"
+                score = -float(log_likelihood(self.model, batch, k=SCORE_K, compile=False,
+                                              condition=c).per_example[0])
+                given = f" given class {c}, -log p(x|c)" if c is not None else ""
+                kind = f"-log p(x){given}, importance-weighted, k={SCORE_K} (nats)"
             else:
                 score = float(-self.model.terms(batch).log_px_z[0, 0])
                 kind = "reconstruction error -log p(x|f(x)) (nats): an autoencoder has no p(x)"
         return {"input": self.show(x), "reconstruction": self.show(recon),
                 "mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                "score": score, "score_kind": kind}
+                "score": score, "score_kind": kind, "condition": c}
 
-    def sample(self, n: int, temperature: float, seed: int) -> dict[str, Any]:
+    def sample(self, n: int, temperature: float, seed: int,
+               condition: str | None = None) -> dict[str, Any]:
         if not self.model.can_sample:
             raise RequestError("this model has no prior to sample from (a plain autoencoder): "
                                "fit one with vaekit fit-prior")
         with self.lock:
             g = torch.Generator().manual_seed(seed)
-            x = self.model.sample(n, generator=g, temperature=temperature)
+            x = self.model.sample(n, generator=g, temperature=temperature,
+                                  condition=self.condition(condition))
         return {"samples": [self.show(v) for v in x]}
 
-    def interpolate(self, a: Tensor, b: Tensor, steps: int) -> dict[str, Any]:
+    def interpolate(self, a: Tensor, b: Tensor, steps: int, condition: str | None = None,
+                    classes: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
+        """Frames decoded (as class `condition`, for a conditional model) along the line
+        between the posterior means of a and b, each encoded with its own class where it is
+        known (`classes`: held-out examples'), else with `condition`."""
+        c = self.condition(condition)
+        ends = [own or c for own in classes] if c is not None else None
         with self.lock:
-            mu = self.model.encode(torch.stack([a, b])).mean  # (2, d)
+            mu = self.model.encode(torch.stack([a, b]), condition=ends).mean  # (2, d)
             t = torch.linspace(0, 1, steps)[:, None]
-            frames = self.model.decode_mean((1 - t) * mu[0] + t * mu[1])
+            frames = self.model.decode_mean((1 - t) * mu[0] + t * mu[1], condition=c)
         return {"frames": [self.show(f) for f in frames]}
 
     def latent_map(self) -> dict[str, Any]:
@@ -205,8 +238,10 @@ class ExplorerSession:
             raise RequestError("the latent map is for models with a 2-D latent")
         if self.held_out is None:
             raise RequestError(f"no held-out examples: {self.data_note}")
-        with self.lock:
-            mu = self.model.encode(self.held_out[:MAP_POINTS]).mean
+        with self.lock:  # a conditional model: each example encoded with its own class
+            mu = self.model.encode(self.held_out[:MAP_POINTS], condition=(
+                self.labels[:MAP_POINTS] if self.classes and self.labels is not None
+                else None)).mean
         labels = self.labels[:MAP_POINTS].tolist() if self.labels is not None else None
         return {"points": mu.tolist(), "labels": labels}
 
