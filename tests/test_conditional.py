@@ -286,3 +286,21 @@ def test_a_bad_condition_column_is_one_line(case: str, message: str, tmp_path: P
                 "--epochs", "1", "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and re.search(message, r.stderr), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_what_needs_an_unconditional_model_refuses_a_conditional_one(cvae_run: Path,
+                                                                      tmp_path: Path) -> None:
+    for args, message in (
+            (["fit-prior", str(cvae_run), "--kind", "gaussian", "--out", str(tmp_path / "p")],
+             "is a conditional VAE"),
+            (["evaluate", str(cvae_run), "--k", "2", "--n", "20", "--amortization-gap", "5"],
+             "unconditional one-layer model"),
+            (["sample", str(tmp_path / "plain"), "--condition", "3", "-o",
+              str(tmp_path / "s.png")], "is not a conditional model")):
+        if args[0] == "sample":
+            assert run_cli("train", "--epochs", "1", "--latent-dim", "2", "--quiet", "--out",
+                           str(tmp_path / "plain")).returncode == 0
+        r = run_cli(*args)
+        assert r.returncode == 2 and message in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists() and not (tmp_path / "s.png").exists()

@@ -87,6 +87,10 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     if info.config.model not in ("vae", "ae"):
         raise ConfigError(f"fit-prior fits p(z) of one latent layer (--model vae or ae); {run} "
                           f"is --model {info.config.model}, whose prior is p(z_l | z_>l)")
+    if info.config.condition:
+        raise ConfigError(f"fit-prior fits one unconditional p(z); {run} is a conditional VAE "
+                          f"(--condition {info.config.condition}), whose codes depend on "
+                          "their class")
     if info.config.data == ARRAY_DATA:
         raise DataError(f"{run} was trained on an in-memory array (vaekit.fit), so it has no "
                         "data of its own to draw codes from")
