@@ -56,6 +56,20 @@ def test_a_hierarchy_writes_the_kl_of_each_group(tmp_path: Path) -> None:
     assert {"kl_group/val_1", "kl_group/val_2", "active_units/val_1"} <= set(scalars)
 
 
+def test_a_conditional_run_draws_a_row_per_class(tmp_path: Path) -> None:
+    from vaekit.plots import PER_CLASS
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), *TINY, "--epochs", "1", "--tensorboard",
+                 "--condition", "label"]) == 0
+    (picture,) = _events(run).Images("samples")
+    plain = tmp_path / "plain"
+    assert main(["train", "--out", str(plain), *TINY, "--epochs", "1", "--tensorboard"]) == 0
+    (grid,) = _events(plain).Images("samples")
+    # ten rows of ten, named in a margin, against the unconditional grid of 8 x 8
+    assert picture.height > grid.height and picture.width > grid.width * PER_CLASS / 8
+
+
 def test_a_resume_continues_the_stream_without_duplicated_steps(tmp_path: Path) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
