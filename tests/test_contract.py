@@ -202,3 +202,14 @@ def test_every_preset_builds_its_model_and_takes_a_step(name: str) -> None:
                          config.objective)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_every_model_names_its_groups_in_their_order(model: LatentVariableModel) -> None:
+    """Per-group reports (KL, active units) list the groups in `latent_groups`' order; the
+    names say which end is which: a dense hierarchy's groups from the data up, a conv
+    hierarchy's as drawn, from the top down."""
+    names = model.group_names
+    assert len(names) == len(model.latent_groups) and len(set(names)) == len(names)
+    if len(names) > 1:
+        top = 0 if model.__class__.__name__ == "ConvHierarchicalVAE" else len(names) - 1
+        assert names[top].endswith("(top)") and names[len(names) - 1 - top].endswith("(bottom)")

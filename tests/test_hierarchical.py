@@ -156,7 +156,7 @@ def test_every_epoch_and_evaluate_report_each_groups_kl_and_active_units(
     assert report["latent_groups"] == [4, 2]
     assert sum(report["kl_per_group"]) == pytest.approx(report["kl"], abs=1e-3)
     assert len(report["active_units_per_group"]) == 2
-    assert "group 2 (   2 units)" in out
+    assert "group 2 (top) (2 units)" in out
 
 
 def test_every_command_works_on_a_hierarchy(tmp_path: Path,

@@ -173,16 +173,17 @@ def curves_figure(history: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def kl_groups_figure(history: list[dict[str, Any]]) -> Any:
-    """The validation KL of each latent group of a hierarchy per epoch (from the data up), or
-    None where the history has no per-group KL."""
+def kl_groups_figure(history: list[dict[str, Any]], names: list[str] | None = None) -> Any:
+    """The validation KL of each latent group of a hierarchy per epoch, the lines labelled by
+    the model's `group_names` (else numbered), or None where the history has no per-group
+    KL."""
     rows = [row for row in history if len(row.get("val_kl_groups", ())) > 1]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for g in range(len(rows[0]["val_kl_groups"])):
         ax.plot([r["epoch"] for r in rows], [r["val_kl_groups"][g] for r in rows],
-                label=f"group {g + 1}")
+                label=names[g] if names and g < len(names) else f"group {g + 1}")
     ax.set_title("KL of each latent group (validation, nats)")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.errors import RunDirError
+from vaekit.errors import RunDirError, VaekitError
 from vaekit.run import EVALUATION_FILE, QUALITY_FILE, read_metrics, read_run_info
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,6 +57,16 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _group_names(config: Any, event_shape: tuple[int, ...]) -> list[str] | None:
+    """The run's latent groups by name (its model, built without weights), or None."""
+    from vaekit.models import build_model
+
+    try:
+        return build_model(config, event_shape).group_names
+    except VaekitError:
+        return None
+
+
 def build_report(run_dir: str | Path) -> str:
     """The HTML page of the run in `run_dir` (see the module's docstring)."""
     from vaekit import plots
@@ -76,10 +86,10 @@ def build_report(run_dir: str | Path) -> str:
         parts.append(_figure(plots.figure_png(plots.curves_figure(history)),
                              "ELBO, reconstruction and KL per epoch (train, and validation "
                              "where the run holds data out)"))
-        groups = plots.kl_groups_figure(history)
+        groups = plots.kl_groups_figure(history, _group_names(config, info.event_shape))
         if groups is not None:
-            parts.append(_figure(plots.figure_png(groups), "KL of each latent group, from the "
-                                 "data up: a group near 0 nats has switched off"))
+            parts.append(_figure(plots.figure_png(groups), "KL of each latent group: a group "
+                                 "near 0 nats has switched off"))
         elif config.options() is not None:  # a hierarchy
             parts.append("<p class=muted>The KL of each latent group is measured on validation "
                          "data, and this run holds none out (--val-fraction 0); see the "

@@ -182,11 +182,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {label:<36} {report[key]:>12.4f}")
     print(f"  {'active units':<36} {report['active_units']:>8} / {model.latent_dim}")
     if len(model.latent_groups) > 1:
-        print("  latent groups, from the data up: KL (nats), active units")
-        for i, (size, kl, active) in enumerate(zip(model.latent_groups, report["kl_per_group"],
-                                                   report["active_units_per_group"],
-                                                   strict=True)):
-            print(f"    group {i + 1} ({size:>4} units) {kl:>23.4f} {active:>8} / {size}")
+        print("  latent groups: KL (nats), active units")
+        for name, size, kl, active in zip(model.group_names, model.latent_groups,
+                                          report["kl_per_group"],
+                                          report["active_units_per_group"], strict=True):
+            label = f"{name} ({size} units)"
+            print(f"    {label:<32} {kl:>10.4f} {active:>8} / {size}")
     if args.k == 1:
         print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
     if "conditioned_on" in report:

@@ -83,6 +83,16 @@ class LatentVariableModel(nn.Module):
         self.run_record: dict[str, Any] = {}
 
     @property
+    def group_names(self) -> list[str]:
+        """A name for each latent group, in the order of `latent_groups` (and of every per-group
+        report): by default numbered from the data up."""
+        n = len(self.latent_groups)
+        if n == 1:
+            return ["z"]
+        return [f"group {i + 1}" + (" (bottom)" if i == 0 else " (top)" if i == n - 1 else "")
+                for i in range(n)]
+
+    @property
     def condition_dim(self) -> int:
         """The length of the one-hot condition (0: unconditional)."""
         return len(self.condition_classes)

@@ -113,6 +113,7 @@ class ConvHierarchicalVAE(TopDownVAE):
         #: (H_r, W_r) of each resolution, the data's first
         self.shapes = shapes
         #: (resolution, group) of each latent group, in the order the top-down path draws them
+        #: (the top first: unlike the dense hierarchy's, these groups are listed from the top)
         self.order = order
         self.options = options
         widths, blocks = options.widths, options.blocks
@@ -145,6 +146,13 @@ class ConvHierarchicalVAE(TopDownVAE):
         if tuple(likelihood.param_shape()[1:]) != (height, width):
             raise ConfigError(f"--model hvae-conv: the likelihood's parameters "
                               f"{likelihood.param_shape()} are not per pixel of {height}x{width}")
+
+    @property
+    def group_names(self) -> list[str]:
+        """Each group by its resolution, in the order drawn: the top (coarsest) first."""
+        names = [f"{h}x{w} #{g + 1}" for (h, w), g in ((self.shapes[r], g) for r, g in self.order)]
+        return [name + (" (top)" if i == 0 else " (bottom)" if i == len(names) - 1 else "")
+                for i, name in enumerate(names)]
 
     def _bottom_up(self, y: Tensor) -> list[Tensor]:
         """The activations d_r at each resolution, (B, width_r, H_r, W_r)."""

@@ -3,7 +3,7 @@
 Every epoch writes the metrics.jsonl row as scalars, step = the epoch number:
 
     elbo/train, elbo/val, reconstruction/train, kl/train, kl/val,
-    kl_group/val_1..G (a hierarchy, from the data up), active_units/val_1..G,
+    kl_group/val_1..G (a hierarchy, in the order of its `group_names`), active_units/val_1..G,
     lr, skipped_steps, seconds
 
 and every `IMAGE_EVERY` epochs (and the first and last) grids of samples (a fixed seed, so
