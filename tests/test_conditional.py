@@ -304,3 +304,38 @@ def test_what_needs_an_unconditional_model_refuses_a_conditional_one(cvae_run: P
         assert r.returncode == 2 and message in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists() and not (tmp_path / "s.png").exists()
+
+
+def test_the_marginal_likelihood_sums_the_classes_under_their_prior() -> None:
+    """log p(x) = log sum_c p(c) p(x|c): each class's importance-weighted estimate with the
+    same noise, summed under p(c)."""
+    from vaekit.evaluate import marginal_log_likelihood
+
+    model, x = _model(), torch.rand(5, 12)
+    per_class = torch.stack([log_likelihood(model, x, k=30, condition=c).per_example
+                             for c in range(3)])  # (3, 5)
+    prior = torch.tensor([1.0, 2.0, 5.0])
+    expected = torch.logsumexp(per_class + (prior / prior.sum()).log()[:, None].double(), 0)
+    got = marginal_log_likelihood(model, x, k=30, class_prior=prior).per_example
+    assert torch.allclose(got, expected)
+    uniform = marginal_log_likelihood(model, x, k=30).per_example
+    assert torch.allclose(uniform, torch.logsumexp(per_class, 0) - np.log(3))
+
+
+def test_evaluate_marginal_reports_a_log_p_x_that_compares_with_an_unconditional_one(
+        cvae_run: Path, tiny_run: Path) -> None:
+    config = json.loads((cvae_run / "config.json").read_text())
+    counts = config["data"]["class_counts"]
+    assert len(counts) == 10 and sum(counts) == config["data"]["train_size"]
+    r = run_cli("evaluate", str(cvae_run), "--k", "10", "--n", "60", "--marginal", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "this one compares with an unconditional NLL" in r.stdout
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["class_prior"] == "the training set's class frequencies"
+    # p(x) >= p(c_true) p(x|c_true) for each example, with the same noise: the marginal NLL
+    # is at most the conditional one plus -log p(c) of the rarest class
+    worst = -np.log(min(counts) / sum(counts))
+    assert report["marginal_nll"] <= report["nll"] + worst + 1e-6
+    assert report["marginal_nll"] > report["nll"]  # the label's information is not given
+    r = run_cli("evaluate", str(tiny_run), "--marginal")
+    assert r.returncode == 2 and "--marginal is for a conditional run" in r.stderr

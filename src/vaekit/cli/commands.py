@@ -158,6 +158,8 @@ def _evaluate_rows(k: int) -> list[tuple[str, str]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from vaekit.evaluate import amortization_gap, evaluate
     from vaekit.run import EVALUATION_FILE
 
@@ -167,9 +169,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                 f"ELBO, log p(x) or bits/dim; {_reconstruction_error(model, x)} "
                                 f"on {data.name} {args.split}")
     bin_width = info.data.get("dequantize")  # a continuous density on dequantized data
+    if args.marginal and not model.condition_dim:
+        raise ConfigError(f"--marginal is for a conditional run; {args.run} is not one (its "
+                          "log p(x) is the NLL row already)")
+    counts = info.data.get("class_counts")
+    class_prior = torch.tensor(counts, dtype=torch.float64) if args.marginal and counts else None
     report = evaluate(model, x, k=args.k, chunk_rows=args.chunk_rows, bin_width=bin_width,
                       seed=args.seed, progress=not args.json, compile=args.compile,
-                      condition=labels)
+                      condition=labels, class_prior=class_prior, marginal=args.marginal)
     report.update({"split": args.split, "data": data.name})
     if args.amortization_gap:
         report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
@@ -192,6 +199,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
     if "conditioned_on" in report:
         print(f"  conditional model: given {report['conditioned_on']}")
+    if "marginal_nll" in report:
+        print(f"  {'marginal NLL, -log sum_c p(c) p(x|c)':<36} {report['marginal_nll']:>12.4f}")
+        print(f"  {'  standard error':<36} {report['marginal_nll_stderr']:>12.4f}")
+        print(f"  (k={args.k} for each of {model.condition_dim} classes; p(c): "
+              f"{report['class_prior']}; this one compares with an unconditional NLL)")
     if "caveat" in report:
         print(f"  caveat: {report['caveat']}")
     _save_report(Path(args.run) / EVALUATION_FILE, report)

@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1024)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
     add_compile(p)
+    p.add_argument("--marginal", action="store_true", help="a conditional run: also its "
+                   "log p(x) = log sum_c p(c) p(x|c), p(c) the training frequencies (costs one "
+                   "evaluation per class)")
     p.add_argument("--amortization-gap", type=_positive_int, default=0, metavar="M",
                    help="also measure the amortization gap on the first M examples")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")

@@ -17,7 +17,12 @@ from vaekit.evaluate.diagnostics import (
     posterior_means,
 )
 from vaekit.evaluate.elbo import dataset_elbo
-from vaekit.evaluate.likelihood import DEFAULT_CHUNK_ROWS, LogLikelihood, log_likelihood
+from vaekit.evaluate.likelihood import (
+    DEFAULT_CHUNK_ROWS,
+    LogLikelihood,
+    log_likelihood,
+    marginal_log_likelihood,
+)
 from vaekit.evaluate.linear import (
     exact_log_likelihood,
     linear_gaussian_marginal,
@@ -29,17 +34,20 @@ __all__ = [
     "DEFAULT_CHUNK_ROWS", "LogLikelihood", "active_units", "active_units_per_group",
     "amortization_gap", "bits_per_dim",
     "dataset_elbo", "evaluate", "exact_log_likelihood", "kl_per_dimension",
-    "linear_gaussian_marginal", "log_likelihood", "posterior_means", "ppca_log_likelihood",
+    "linear_gaussian_marginal", "log_likelihood", "marginal_log_likelihood", "posterior_means",
+    "ppca_log_likelihood",
 ]
 
 
 def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
              chunk_rows: int = DEFAULT_CHUNK_ROWS,
              bin_width: float | None = None, seed: int = 0, progress: bool = False,
-             compile: bool | None = None, condition: Any = None) -> dict[str, Any]:
+             compile: bool | None = None, condition: Any = None,
+             class_prior: Tensor | None = None, marginal: bool = False) -> dict[str, Any]:
     """The evaluation report of `vaekit evaluate`: mean nats per example and diagnostics
     (`compile` as in `log_likelihood`; a conditional model is evaluated given each example's
-    class label, `condition` (N,): its numbers are log p(x|c), and the report says so)."""
+    class label, `condition` (N,): its numbers are log p(x|c), and the report says so; with
+    `marginal`, also its log p(x) = log sum_c p(c) p(x|c), p(c) = `class_prior`)."""
     start = time.perf_counter()
     terms = dataset_elbo(model, x, seed=seed, units=True, condition=condition)
     ll = log_likelihood(model, x, k=k, chunk_rows=chunk_rows, seed=seed, progress=progress,
@@ -68,6 +76,14 @@ def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
     if model.condition_dim:
         report["conditioned_on"] = ("each example's true class label: these are log p(x|c), "
                                     "not log p(x)")
+    if marginal:
+        m = marginal_log_likelihood(model, x, k=k, class_prior=class_prior,
+                                    chunk_rows=chunk_rows, seed=seed, progress=progress,
+                                    compile=compile)
+        report.update({"marginal_log_likelihood": m.mean, "marginal_nll": -m.mean,
+                       "marginal_nll_stderr": m.stderr,
+                       "class_prior": "uniform" if class_prior is None else
+                       "the training set's class frequencies"})
     caveat = model.likelihood.caveat(x)
     if caveat is not None:
         report["caveat"] = caveat

@@ -109,3 +109,21 @@ def log_likelihood(model: LatentVariableModel, x: Tensor, k: int = 5000,
             total = torch.logaddexp(total, chunk_fn(model, xb, noise, cache, c))
         out[start:start + len(xb)] = (total - math.log(k)).cpu()
     return LogLikelihood(out, k)
+
+
+@torch.no_grad()
+def marginal_log_likelihood(model: LatentVariableModel, x: Tensor, k: int = 5000,
+                            class_prior: Tensor | None = None, **options: Any) -> LogLikelihood:
+    """A conditional model's log p(x) = log sum_c p(c) p(x|c), each log p(x|c) the
+    importance-weighted estimate with k samples (`log_likelihood`'s `options`), p(c) the
+    `class_prior` (C,) (default: uniform). The sum of unbiased estimates of p(x|c) is one of
+    p(x), so this is the same kind of estimate as an unconditional model's, and compares with
+    it; it costs C evaluations."""
+    classes = model.condition_dim
+    if not classes:
+        raise ValueError("marginal_log_likelihood is for a conditional model (condition_dim > 0)")
+    prior = torch.full((classes,), 1.0 / classes, dtype=torch.float64) if class_prior is None \
+        else class_prior.double() / class_prior.double().sum()
+    per_class = torch.stack([log_likelihood(model, x, k=k, condition=c, **options).per_example
+                             for c in range(classes)])  # (C, N)
+    return LogLikelihood(torch.logsumexp(per_class + prior.log()[:, None], dim=0), k)

@@ -260,7 +260,14 @@ class Trainer(FaultRecovery):
             "name": d.name, "images": d.images, "bin_width": d.bin_width,
             "binarize": self.binarize, "dequantize": self.dequantize,
             "val_fraction": self.config.val_fraction,
-            "train_size": len(d.train), **self.data_record})
+            "train_size": len(d.train), **self.data_record, **self._class_counts()})
+
+    def _class_counts(self) -> dict[str, Any]:
+        """A conditional run's training examples per class: p(c) for its marginal log p(x)."""
+        if self.train_labels is None:
+            return {}
+        counts = torch.bincount(self.train_labels.cpu(), minlength=self.model.condition_dim)
+        return {"class_counts": counts.tolist()}
 
     def save_checkpoint(self) -> None:
         """Called by every process (the epoch's partial sums are gathered); rank 0 writes."""
