@@ -288,7 +288,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         frame = TableSchema.from_dict(info.config.table).inverse(x, bounds=args.bounds)
         if condition is not None:  # the condition column, first: each row's class
-            from vaekit.data.tables import with_condition_column
+            from vaekit.data.table_condition import with_condition_column
 
             one_hot = model.as_condition(condition, args.n, "sample")  # (n, classes)
             assert one_hot is not None  # a conditional model

@@ -386,7 +386,9 @@ def load_table_dataset(path: Path, val_fraction: float, schema: dict[str, Any] |
     where = str(path)
     labels = None
     if condition and condition != "label":
-        frame, labels, classes = _condition_column(frame, condition, classes, where)
+        from vaekit.data.table_condition import split_condition_column
+
+        frame, labels, classes = split_condition_column(frame, condition, classes, where)
     index = torch.arange(len(frame), dtype=torch.float64)[:, None]  # exact to 2^53 rows
     parts = _split(path.name, index, None, val_fraction, images=False)
     rows = {name: parts.split(name)[:, 0].long().numpy() for name in ("train", "val", "test")}
@@ -409,65 +411,3 @@ def load_table_dataset(path: Path, val_fraction: float, schema: dict[str, Any] |
         data.labels["all"] = labels
         data.class_names = classes
     return data
-
-
-def _condition_column(frame: Any, name: str, classes: tuple[str, ...],
-                      where: str) -> tuple[Any, Tensor, tuple[str, ...]]:
-    """(the table without column `name`, its values as class indices (N,), the class names:
-    `classes` where given (a trained run's), else the column's distinct values, sorted)."""
-    pd = _pandas()
-    if name not in frame.columns:
-        raise DataError(f"--condition {name}: {where} has no column {name!r} (its columns: "
-                        f"{_listing(list(frame.columns))})")
-    values = frame[name]
-    missing = int(pd.isna(values).sum())
-    if missing:
-        raise DataError(f"--condition {name}: {missing} rows of {where} have no value in "
-                        f"{name!r}; a conditional model needs a class for every row")
-    text = values.map(_class_name)
-    if not classes:
-        classes = tuple(sorted(set(text), key=_class_order))
-        if len(classes) > MAX_CONDITION_CLASSES:
-            raise DataError(f"--condition {name}: {len(classes)} distinct values in {where}; "
-                            f"a condition is a class (at most {MAX_CONDITION_CLASSES})")
-    index = {c: i for i, c in enumerate(classes)}
-    unseen = sorted(set(text) - set(index))
-    if unseen:
-        raise DataError(f"--condition {name}: {where} holds {_listing(unseen)}, not among the "
-                        f"classes the model was trained on ({_listing(list(classes))})")
-    labels = torch.tensor([index[t] for t in text], dtype=torch.int64)
-    return frame.drop(columns=[name]), labels, classes
-
-
-#: The most classes a condition column may have.
-MAX_CONDITION_CLASSES = 1000
-
-
-def _class_name(value: Any) -> str:
-    """A condition value as its class name: 3.0 and 3 are "3"."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value.item() if isinstance(value, np.generic) else value)
-
-
-def _class_order(name: str) -> tuple[int, float, str]:
-    """Numbers in numeric order, before text."""
-    try:
-        return (0, float(name), "")
-    except ValueError:
-        return (1, 0.0, name)
-
-
-def with_condition_column(frame: Any, name: str, classes: tuple[str, ...],
-                          labels: Tensor) -> Any:
-    """A conditional table run's rows with its condition column put back first: each row's
-    class name (as numbers where every class is a whole number)."""
-    pd = _pandas()
-    values = [classes[int(i)] for i in labels.reshape(-1).tolist()]
-    if all(_class_order(c)[0] == 0 and float(c).is_integer() for c in classes):
-        column = pd.Series([int(float(v)) for v in values], dtype="int64")
-    else:
-        column = pd.Series(values, dtype=object)
-    out = frame.copy()
-    out.insert(0, name, column.to_numpy())
-    return out

@@ -177,8 +177,9 @@ class Trainer(FaultRecovery):
         if config.condition:  # a conditional VAE: the classes are part of the model
             classes = data.classes()
             if config.condition_classes and config.condition_classes != classes:
-                raise DataError(f"--condition label: {data.name}'s classes ({', '.join(classes)})"
-                                f" are not the run's ({', '.join(config.condition_classes)})")
+                raise DataError(f"--condition {config.condition}: {data.name}'s classes "
+                                f"({', '.join(classes)}) are not the run's "
+                                f"({', '.join(config.condition_classes)})")
             self.config = config = config.replace(condition_classes=classes)
 
         torch.manual_seed(config.seed)
