@@ -88,12 +88,7 @@ def sample_picture(model: Any, generator: torch.Generator | None) -> np.ndarray:
     per class named in a left margin."""
     images, rows = draw_samples(model, generator)
     images = images.float().cpu()
-    if rows is None:
-        return image_grid(images)
-    scale = display_scale(images.shape[-2])
-    grid = image_grid(images, nrow=PER_CLASS)
-    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    return label_rows(grid, rows, images.shape[-2] * scale, scale)
+    return image_grid(images) if rows is None else labelled_grid(images, PER_CLASS, rows)
 
 
 def save_samples(model: Any, path: str | Path, generator: torch.Generator | None) -> None:
@@ -119,10 +114,16 @@ def save_reconstructions(x: Tensor, recon: Tensor, path: str | Path) -> None:
             blank = torch.ones(ncol - len(row), *row.shape[1:])  # the grid's background
             rows.append(torch.cat([row, blank]))
             labels.append(label)
-    scale = display_scale(x.shape[-2])
-    grid = image_grid(torch.cat(rows), nrow=ncol)  # (H', W', 3)
+    save_png(labelled_grid(torch.cat(rows), ncol, labels), path)
+
+
+def labelled_grid(images: Tensor, nrow: int, labels: list[str]) -> np.ndarray:
+    """A grid of `images` (N, C, H, W), `nrow` to a row, enlarged where they are small, with
+    each row named by `labels` in a left margin (`label_rows`)."""
+    scale = display_scale(images.shape[-2])
+    grid = image_grid(images, nrow=nrow)  # (H', W', 3)
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    save_png(label_rows(grid, labels, x.shape[-2] * scale, scale), path)
+    return label_rows(grid, labels, images.shape[-2] * scale, scale)
 
 
 def label_rows(grid: np.ndarray, labels: list[str], row_height: int, pad: int = 1) -> np.ndarray:

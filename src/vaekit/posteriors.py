@@ -41,7 +41,7 @@ class GaussianPosterior(nn.Module):
         return diagonal_normal(mu, F.hardtanh(log_var, *LOG_VAR_RANGE))
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Distribution:
-        return self.gaussian(x, self.features(x, condition) if condition is not None else None)
+        return self.gaussian(x, self.features(x, condition))
 
 
 class FlowPosterior(GaussianPosterior):

@@ -290,10 +290,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if condition is not None:  # the condition column, first: each row's class
             from vaekit.data.table_condition import with_condition_column
 
-            one_hot = model.as_condition(condition, args.n, "sample")  # (n, classes)
-            assert one_hot is not None  # a conditional model
+            labels = model.class_labels(condition, args.n, "sample")  # (n,)
+            assert labels is not None  # a conditional model
             frame = with_condition_column(frame, info.config.condition,
-                                          model.condition_classes, one_hot.argmax(-1).cpu())
+                                          model.condition_classes, labels.cpu())
         atomic_write_text(args.output, frame.to_csv(index=False))
         print(f"wrote {args.output}: {len(frame)} rows x {frame.shape[1]} columns")
         return 0

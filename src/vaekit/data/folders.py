@@ -37,6 +37,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,13 @@ EIGHT_BIT_MODES = {"L": 1, "RGB": 3, "RGBA": 3, "LA": 1, "P": 3, "CMYK": 3, "YCb
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 #: bumped when the cached array's meaning changes
 CACHE_VERSION = 1
+
+
+def has_16_bit_tiles(image: Any) -> bool:
+    """Whether a Pillow image's raw data are 16 bits per channel where its mode does not say
+    so: a 16-bit colour PNG opens as RGB(A), its raw mode RGB;16B."""
+    return any(";16" in str(getattr(tile, "args", tile[3] if len(tile) > 3 else ""))
+               for tile in getattr(image, "tile", []) or [])
 
 
 @dataclass(frozen=True)
@@ -124,10 +132,7 @@ def _header(path: str) -> tuple[tuple[int, int], str]:
 
     try:
         with Image.open(path) as image:
-            # a 16-bit colour PNG opens as RGB(A); its raw mode says RGB;16B
-            wide = any(";16" in str(getattr(tile, "args", tile[3] if len(tile) > 3 else ""))
-                       for tile in getattr(image, "tile", []) or [])
-            return image.size, ("I;16" if wide else image.mode)
+            return image.size, ("I;16" if has_16_bit_tiles(image) else image.mode)
     except Image.DecompressionBombError as e:
         raise DataError(f"{path} is too large to decode safely ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

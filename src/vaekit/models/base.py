@@ -201,6 +201,12 @@ class LatentVariableModel(nn.Module):
         `decoder_params` take: an int or a class name for every row, or one per row (a
         sequence, an integer array or tensor of length `rows`); (condition_dim,) for a single
         latent vector (`rows` None). None for an unconditional model, which refuses one."""
+        labels = self.class_labels(condition, rows, where)
+        return None if labels is None else F.one_hot(labels, self.condition_dim).to(self._dtype())
+
+    def class_labels(self, condition: Any, rows: int | None, where: str = "input") -> Tensor | None:
+        """The class indices (rows,) (or () for `rows` None) that `as_condition` one-hot
+        encodes, checked the same way; None for an unconditional model, which refuses one."""
         if self.condition_dim == 0:
             if condition is not None:
                 raise DataError(f"{where}: this model is not conditional; it takes no condition")
@@ -212,11 +218,11 @@ class LatentVariableModel(nn.Module):
                             f"classes: {shown}); pass condition= a class or one per row")
         labels = self._labels(condition, where)
         if labels.dim() == 0:
-            labels = labels.expand(rows) if rows is not None else labels
-        elif rows is None or labels.shape != (rows,):
+            return labels.expand(rows) if rows is not None else labels
+        if rows is None or labels.shape != (rows,):
             raise DataError(f"{where}: expected one class for all rows or one per row "
                             f"({rows}), got shape {tuple(labels.shape)}")
-        return F.one_hot(labels, len(names)).to(self._dtype())
+        return labels
 
     def _labels(self, condition: Any, where: str) -> Tensor:
         """Class indices (a 0-d or 1-d int64 tensor on the model's device) from ints, names,

@@ -64,8 +64,9 @@ class DenseBody(nn.Sequential):
     [x, c], Sohn et al. 2015), then the dense layers (if any)."""
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
-        h = with_condition(self[0](x), condition)
-        for layer in list(self)[1:]:
+        layers = iter(self)
+        h = with_condition(next(layers)(x), condition)
+        for layer in layers:
             h = layer(h)
         return h
 

@@ -273,10 +273,9 @@ class ExplorerSession:
         c, h, w = self.image_shape
         try:
             with Image.open(io.BytesIO(raw)) as picture:
-                from vaekit.data.folders import WIDE_MODES
+                from vaekit.data.folders import WIDE_MODES, has_16_bit_tiles
 
-                if picture.mode in WIDE_MODES or any(
-                        ";16" in str(getattr(t, "args", "")) for t in picture.tile or []):
+                if picture.mode in WIDE_MODES or has_16_bit_tiles(picture):
                     raise RequestError("the image has more than 8 bits per channel: upload an "
                                        "8-bit PNG or JPEG")
                 if picture.width * picture.height > MAX_UPLOAD_PIXELS:
