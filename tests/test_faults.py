@@ -181,7 +181,7 @@ def test_ten_skips_in_a_row_between_two_reads_of_the_flags_roll_back_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         check_every: int) -> None:
     """With the host reading the device's skip flags every 50 steps, as on a GPU, a run of 12
-    skips (steps 127-138) that starts and ends between two reads (steps 122 and 144) rolls
+    skips (steps 127-138) that starts and ends between two reads (steps 123 and 146) rolls
     back just as when the host looks at every step; the warning names the first faulty step."""
     monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
     _inject_nans(monkeypatch, range(127, 139))
@@ -203,9 +203,9 @@ def test_a_rollback_restores_the_whole_state_at_the_end_of_the_last_epoch(
     r = vaekit.train(FAULTY, out=tmp_path / "r", progress=False, pictures=False)
     assert "rolled back to the end of epoch 1 with the learning rate halved" in \
         capsys.readouterr().err
-    assert _replayed(seen, since=72)  # epoch 2 began at call 73
-    assert seen["examples"] == [72 * 20, 72 * 20]
-    assert [row["step"] for row in r.history] == [72, 144]
+    assert _replayed(seen, since=73)  # epoch 2 began at call 74 (72 batches of 20, one of 15)
+    assert seen["examples"] == [1455, 1455]
+    assert [row["step"] for row in r.history] == [73, 146]
 
 
 @pytest.mark.parametrize("check_every", [1, 50])
@@ -227,8 +227,8 @@ def test_after_a_resume_a_rollback_returns_to_the_resumed_mid_epoch_state(
     assert "rolled back to epoch 2, step 10 with the learning rate halved" in \
         capsys.readouterr().err
     assert _replayed(seen, since=0)
-    assert seen["examples"] == [72 * 20]
-    assert [row["step"] for row in r.history] == [72, 144]
+    assert seen["examples"] == [1455]
+    assert [row["step"] for row in r.history] == [73, 146]
 
 
 def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path: Path,

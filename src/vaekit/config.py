@@ -124,7 +124,10 @@ class Config:
         "logistics per pixel of --likelihood logistic-mixture"))
     variance: Literal["fixed", "shared", "diagonal"] = field(default="shared", metadata=_help(
         "gaussian likelihood variance: fixed (=1), shared (one learned scalar), "
-        "diagonal (one learned value per dimension)"))
+        "diagonal (one learned value per dimension). The variance is of the space the model "
+        "works in: standardised (see --standardize), shared is one variance per data dimension's "
+        "own scale, not one in the data's units; a linear model is then probabilistic PCA only "
+        "with --standardize off"))
     posterior: str = field(
         default="gaussian", metadata=_help(
             "q(z|x): a diagonal gaussian, or one refined by --flow-steps planar / inverse "
@@ -154,6 +157,10 @@ class Config:
     epochs: int = field(default=100, metadata=_help("number of passes over the training data"))
     batch_size: int = field(default=100, metadata=_help(
         "global minibatch size (split across processes under torchrun)"))
+    drop_last: bool = field(default=False, metadata=_help(
+        "leave out each epoch's last, partial batch (its rows go unseen that epoch); by default "
+        "it is a step of its own. A run whose config.json predates this option dropped it, and "
+        "resumes so"))
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate"))
     lr_schedule: str = field(
         default="constant", metadata=_help(
@@ -171,6 +178,11 @@ class Config:
     time_limit: float = field(default=0.0, metadata=_help(
         "minutes of training: stop after the last epoch that fits (training and validation "
         "seconds, across resumes; 0 = no limit). The run stays resumable"))
+    checkpoint_every: float = field(default=60.0, metadata=_help(
+        "seconds between checkpoints (checkpoint.safetensors and the best weights, "
+        "model.safetensors): one is also written after the first epoch, at the end, on "
+        "SIGINT/SIGTERM, after a rollback and when --time-limit ends the run; a SIGKILL loses at "
+        "most this much training, never a file. 0 = after every epoch"))
     # --- machine
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
     threads: int = field(default=0, metadata=_help("torch intra-op threads (0 = torch's default)"))
@@ -235,7 +247,7 @@ class Config:
         if self.objective == "iwae" and (self.beta != 1 or self.free_bits or self.kl_warmup):
             raise ConfigError("--beta, --free-bits and --kl-warmup reshape the ELBO's KL term; "
                               "the iwae objective has none (use --objective elbo)")
-        for name in ("grad_clip", "skip_threshold", "time_limit"):
+        for name in ("grad_clip", "skip_threshold", "time_limit", "checkpoint_every"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--{_flag(name)} must be a finite number >= 0, got {value!r}")

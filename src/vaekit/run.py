@@ -70,7 +70,10 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
                           f"(run format {raw['format_version']!r}); this vaekit {__version__} "
                           f"reads format {RUN_FORMAT_VERSION} only")
     try:
-        config = Config.from_dict(raw.get("config", {}), source=str(run_dir / CONFIG_FILE))
+        stored = raw.get("config", {})
+        if isinstance(stored, dict):  # written before an epoch's partial batch was a step
+            stored = {"drop_last": True, **stored}
+        config = Config.from_dict(stored, source=str(run_dir / CONFIG_FILE))
         shape = tuple(int(s) for s in raw["event_shape"])
         if not shape or any(s <= 0 for s in shape):
             raise ValueError
@@ -146,19 +149,41 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def sync_metrics(run_dir: Path, name: str = METRICS_FILE) -> None:
+    """fsync metrics.jsonl (or `name`), if it exists: the lines appended so far are on disk."""
+    path = run_dir / name
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise VaekitError(f"could not read {path}: {e.strerror or e}") from None
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        raise VaekitError(f"could not write {path}: {e.strerror or e}; the last checkpoint is "
+                          "intact") from None
+    finally:
+        os.close(fd)
+
+
 def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Replace metrics.jsonl with `rows`, atomically."""
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def append_metrics(run_dir: Path, row: dict[str, Any], name: str = METRICS_FILE) -> None:
-    """Append one row to metrics.jsonl (or the file `name`) and fsync it."""
+def append_metrics(run_dir: Path, row: dict[str, Any], name: str = METRICS_FILE,
+                   fsync: bool = True) -> None:
+    """Append one row to metrics.jsonl (or the file `name`); fsync it unless `fsync=False`
+    (the line is then in the page cache: readers see it and a killed process keeps it, a power
+    loss may not)."""
     path = run_dir / name
     try:
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
     except OSError as e:
         raise VaekitError(f"could not write {path}: {e.strerror or e}; the last checkpoint is "
                           "intact") from None

@@ -2,9 +2,15 @@
 
     checkpoint.safetensors  model.* weights, optim.* Adam moments, rng.* generator states,
                             epoch.stats (the epoch's partial sums), epoch.perm (mid-epoch only),
-                            ema.* the weight average (with --ema)
+                            ema.* the weight average (with --ema), best.* the best weights so
+                            far (where they are not the checkpoint's own weights)
     its JSON metadata       the TrainState counters and learning-rate schedule segments, the
-                            optimiser's param groups, world size
+                            optimiser's param groups, world size, and the metrics line of the
+                            epoch the checkpoint ends (`last_row`)
+
+Checkpoints come on a time cadence (--checkpoint-every), so the checkpoint alone must be enough
+to resume: the best weights travel inside it, and so does the epoch's metrics line, written to
+metrics.jsonl just after it (a kill in between is repaired on resume).
 
 Older checkpoints still resume: 4-slot epoch.stats (an unused first slot) lose that slot, and
 a state without schedule segments gets one over the epochs in the run's config.json.
@@ -31,7 +37,7 @@ from vaekit.train.schedules import Segment
 
 #: Fields that may change when a run is resumed; the rest define the run.
 RESUMABLE_OVERRIDES = ("epochs", "time_limit", "device", "threads", "compile", "bf16",
-                       "tensorboard")
+                       "tensorboard", "checkpoint_every")
 
 
 @dataclass
@@ -62,6 +68,8 @@ class Checkpoint:
     epoch_stats: Tensor  # float64 [sum of reconstruction, sum of KL, examples]
     epoch_perm: Tensor | None = None  # the interrupted epoch's data order
     ema: dict[str, Tensor] = field(default_factory=dict)  # the weight average, ema.NAME
+    best: dict[str, Tensor] = field(default_factory=dict)  # the best weights (a state dict)
+    last_row: dict[str, Any] | None = None  # the metrics line of the epoch it ends
 
 
 @dataclass
@@ -94,10 +102,13 @@ def write_checkpoint(path: Path, model: LatentVariableModel, optimizer: torch.op
     if checkpoint.epoch_perm is not None:
         extra["epoch.perm"] = checkpoint.epoch_perm
     extra.update(checkpoint.ema)
+    extra.update({f"best.{k}": v for k, v in checkpoint.best.items()})
     state = {k: v for k, v in checkpoint.state.__dict__.items() if k != "history"}
     state["schedule"] = [asdict(segment) for segment in checkpoint.state.schedule]
-    save_weights(model, path, extra, {"state": state, "optim": optim_meta,
-                                      "world_size": world_size})
+    meta: dict[str, Any] = {"state": state, "optim": optim_meta, "world_size": world_size}
+    if checkpoint.last_row is not None:
+        meta["last_row"] = checkpoint.last_row
+    save_weights(model, path, extra, meta)
 
 
 def read_checkpoint(path: Path, model: LatentVariableModel,
@@ -117,9 +128,14 @@ def read_checkpoint(path: Path, model: LatentVariableModel,
             stats = stats[1:]
         if stats.shape != (3,):
             raise TypeError(f"epoch.stats has shape {tuple(stats.shape)}, not (3,)")
+        last_row = meta.get("last_row")
+        if last_row is not None and not isinstance(last_row, dict):
+            raise TypeError("last_row is not a mapping")
         return Checkpoint(state, tensors["rng.torch"], tensors["rng.perm"], tensors["rng.noise"],
                           stats, tensors.get("epoch.perm"),
-                          {k: v for k, v in tensors.items() if k.startswith("ema.")})
+                          {k: v for k, v in tensors.items() if k.startswith("ema.")},
+                          {k[len("best."):]: v for k, v in tensors.items()
+                           if k.startswith("best.")}, last_row)
     except (TypeError, KeyError, ValueError) as e:
         raise RunDirError(f"{path}: the trainer state is incomplete or malformed ({e}); it "
                           "cannot be resumed") from None

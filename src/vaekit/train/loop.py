@@ -8,7 +8,6 @@ on resume, and the same on 1 or N processes (up to float summation order).
 
 from __future__ import annotations
 
-import copy
 import math
 import signal
 import sys
@@ -36,31 +35,15 @@ from vaekit.data import (
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluate.diagnostics import active_units_per_group
 from vaekit.evaluate.elbo import dataset_elbo
-from vaekit.io import load_tensors
 from vaekit.models import LatentVariableModel, build_model
 from vaekit.objectives import training_loss
-from vaekit.run import (
-    CHECKPOINT_FILE,
-    MODEL_FILE,
-    RunInfo,
-    append_metrics,
-    read_metrics,
-    read_run_info,
-    save_weights,
-    write_metrics,
-    write_run_info,
-)
+from vaekit.run import RunInfo, write_run_info
 from vaekit.train.adam import AdamStep, make_adam
-from vaekit.train.checkpoint import (
-    Checkpoint,
-    Snapshot,
-    TrainState,
-    read_checkpoint,
-    write_checkpoint,
-)
+from vaekit.train.checkpoint import Snapshot, TrainState
 from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from vaekit.train.ema import WeightAverage
 from vaekit.train.faults import MAX_CONSECUTIVE_SKIPS, FaultRecovery, TrainingDiverged
+from vaekit.train.saving import RunDirectory
 from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, resume_segments
 from vaekit.train.tensorboard import TensorBoardLog, check_available
 
@@ -142,7 +125,7 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
             signal.signal(signum, h)
 
 
-class Trainer(FaultRecovery):
+class Trainer(FaultRecovery, RunDirectory):
     """Trains `config` on `data`, writing the run directory `run_dir` (rank 0 only)."""
 
     def __init__(self, config: Config, data: Dataset, run_dir: Path | None = None,
@@ -174,6 +157,11 @@ class Trainer(FaultRecovery):
         self.tensorboard: TensorBoardLog | None = None
         if config.standardize == "auto":  # recorded resolved: the run's model is rebuilt from it
             self.config = config = config.replace(standardize=resolve_standardize(config, data))
+        if (config.net == "linear" and config.likelihood == "gaussian"
+                and config.variance == "shared" and config.standardize == "on"):
+            self._log("note: --variance shared is one noise variance in the standardised space "
+                      "(each dimension scaled to sd 1), not in the data's units, so this linear "
+                      "model is not probabilistic PCA; --standardize off makes it so")
         if config.condition:  # a conditional VAE: the classes are part of the model
             classes = data.classes()
             if config.condition_classes and config.condition_classes != classes:
@@ -217,6 +205,8 @@ class Trainer(FaultRecovery):
         if self.batch == 0:
             raise DataError(f"{data.name}: {len(self.train_x)} training examples cannot feed "
                             f"{world} processes")
+        if data.table is not None:
+            self._log(self._describe_steps())
         if self.binarize == "static":
             self.train_x = binarize(self.train_x, torch.Generator(self.device).manual_seed(
                 config.seed + 2))
@@ -270,74 +260,6 @@ class Trainer(FaultRecovery):
         counts = torch.bincount(self.train_labels.cpu(), minlength=self.model.condition_dim)
         return {"class_counts": counts.tolist()}
 
-    def save_checkpoint(self) -> None:
-        """Called by every process (the epoch's partial sums are gathered); rank 0 writes."""
-        stats = all_reduce_sum(self.epoch_stats.clone(), self.dist)
-        if self.run_dir is None or not self.dist.is_main:
-            return
-        perm = self.epoch_perm if self.state.step_in_epoch else None
-        write_checkpoint(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer, Checkpoint(
-            self.state, torch.get_rng_state(), self.perm_generator.get_state(),
-            self.noise_generator.get_state(), stats.cpu(), perm,
-            self.ema.tensors() if self.ema is not None else {}), self.dist.world_size)
-
-    def _save_best(self) -> None:
-        if self.run_dir is not None and self.dist.is_main:
-            save_weights(self.model, self.run_dir / MODEL_FILE,
-                         metadata={"epoch": self.state.best_epoch,
-                                   "val_elbo": self.state.best_val}, state=self.best_weights)
-
-    def restore_checkpoint(self) -> None:
-        assert self.run_dir is not None
-        ckpt = read_checkpoint(self.run_dir / CHECKPOINT_FILE, self.model, self.optimizer)
-        if self.ema is not None:
-            self.ema.load_tensors(ckpt.ema, str(self.run_dir / CHECKPOINT_FILE))
-        self.state = ckpt.state
-        self.state.history = self._read_history()
-        self._rewrite_metrics()
-        torch.set_rng_state(ckpt.torch_rng)
-        self.perm_generator.set_state(ckpt.perm_rng)
-        try:
-            self.noise_generator.set_state(ckpt.noise_rng)
-        except RuntimeError:  # resumed on another kind of device: its RNG state cannot move
-            self.noise_generator.manual_seed(self.config.seed + 1 + self.state.global_step)
-            self._log("warning: resumed on a different device type; the sampling noise is "
-                      "reseeded, so the run continues correctly but not bit-identically")
-        self.epoch_stats = ckpt.epoch_stats.to(self.device)
-        if not self.dist.is_main:  # rank 0 carries the sum over all processes
-            self.epoch_stats.zero_()
-        self.epoch_perm = ckpt.epoch_perm
-        if self.state.best_epoch >= 0:
-            best, meta = (load_tensors(self.run_dir / MODEL_FILE)
-                          if (self.run_dir / MODEL_FILE).exists() else ({}, None))
-            if (meta or {}).get("epoch") == self.state.best_epoch:
-                self.best_weights = {k[len("model."):]: v for k, v in best.items()}
-            elif self.state.best_epoch == self.state.epoch and self.state.step_in_epoch == 0:
-                # killed between the checkpoint and model.safetensors: the checkpoint's
-                # weights are the best ones
-                self.best_weights = self._weights_to_keep()
-                self._save_best()
-        if not self.state.schedule:  # written before checkpoints kept the schedule's segments
-            original = read_run_info(self.run_dir).config.epochs
-            self.state.schedule = [Segment(0.0, float(original))]
-
-    def _read_history(self) -> list[dict[str, Any]]:
-        """The metrics of the epochs the checkpoint covers (later lines, from epochs that ran
-        after the checkpoint was written, are dropped: the resumed run writes them again)."""
-        assert self.run_dir is not None
-        return [row for row in read_metrics(self.run_dir)
-                if row.get("epoch", 0) <= self.state.epoch]
-
-    def _rewrite_metrics(self) -> None:
-        if self.run_dir is not None and self.dist.is_main:
-            write_metrics(self.run_dir, self.state.history)
-
-    def _append_metrics(self, row: dict[str, Any]) -> None:
-        """One line per epoch, appended and fsynced; written before the epoch's checkpoint, so a
-        kill in between leaves a line that the resume drops and writes again."""
-        if self.run_dir is not None and self.dist.is_main:
-            append_metrics(self.run_dir, row)
-
     # ------------------------------------------------------------------ training
 
     def _log(self, message: str) -> None:
@@ -345,8 +267,33 @@ class Trainer(FaultRecovery):
             tqdm.write(message, file=sys.stderr)
 
     def steps_per_epoch(self) -> int:
-        """Full global batches per epoch; the remainder of a shuffled epoch is left out."""
-        return len(self.train_x) // self.batch
+        """Global batches per epoch: the full ones, then the rest of the shuffled epoch as one
+        smaller batch (trimmed to a multiple of the number of processes), unless --drop-last."""
+        return len(self._epoch_batches())
+
+    def _describe_steps(self) -> str:
+        """How many steps an epoch runs, in words: small tables have few."""
+        n, spans = len(self.train_x), self._epoch_batches()
+        used = sum(size for _, size in spans)
+        text = f"{self.data.name}: {n} training rows, batch {self.batch}: {len(spans)} step" \
+               f"{'s' * (len(spans) != 1)} per epoch"
+        if spans and spans[-1][1] != self.batch:
+            text += f" (the last of {spans[-1][1]} rows)"
+        if used < n:
+            text += f"; {n - used} rows left out of each epoch" + (
+                " (--drop-last)" if self.config.drop_last else "")
+        return text
+
+    def _epoch_batches(self) -> list[tuple[int, int]]:
+        """(first row, rows) of each step's global batch within the epoch's permutation. A step's
+        loss is the mean over its own rows, an unbiased estimate of the data's mean whatever
+        the batch's size; the epoch's train_elbo counts every row once."""
+        full, rest = divmod(len(self.train_x), self.batch)
+        rest -= rest % self.dist.world_size
+        spans = [(i * self.batch, self.batch) for i in range(full)]
+        if rest and not self.config.drop_last:
+            spans.append((full * self.batch, rest))
+        return spans
 
     def _condition(self, rows: Tensor | slice) -> Tensor | None:
         """The one-hot condition (B, C) of training rows `rows` (a conditional model), else
@@ -366,14 +313,13 @@ class Trainer(FaultRecovery):
         rollback). Returns DONE, STOPPED (by a signal) or ROLLED_BACK (to the last snapshot,
         from where the epoch is to run again)."""
         cfg, s = self.config, self.state
-        n, rank = len(self.train_x), self.dist.rank
-        batch, steps = self.batch, self.steps_per_epoch()
-        local = batch // self.dist.world_size
+        n, rank, world = len(self.train_x), self.dist.rank, self.dist.world_size
+        spans = self._epoch_batches()
+        steps = len(spans)
         if s.step_in_epoch == 0 or self.epoch_perm is None:
             self.epoch_perm = torch.randperm(n, generator=self.perm_generator)
             self.epoch_stats.zero_()
-        # row i: the global batch of step i
-        batches = self.epoch_perm[:steps * batch].view(steps, batch).to(self.device)
+        order = self.epoch_perm.to(self.device)  # the rows of step i: order[first:first + size]
         sums, check_every = self.epoch_stats, self.check_every
         schedule, segment = LR_SCHEDULES[cfg.lr_schedule], s.schedule[-1]
         lrs = [cfg.lr * segment.factor(schedule, s.epoch + i / steps) * s.lr_scale
@@ -392,8 +338,10 @@ class Trainer(FaultRecovery):
             if lr != self.optimizer.param_groups[0]["lr"]:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-            x = torch.index_select(self.train_x, 0, batches[step])
-            c = self._condition(batches[step])  # (batch, classes) or None
+            first, batch = spans[step]
+            rows = order[first:first + batch]
+            x = torch.index_select(self.train_x, 0, rows)  # (batch, *event_shape)
+            c = self._condition(rows)  # (batch, classes) or None
             if self.binarize == "dynamic":
                 x = torch.bernoulli(x, generator=self.noise_generator)
             elif self.dequantize:
@@ -401,6 +349,7 @@ class Trainer(FaultRecovery):
             noise = self.model.draw_noise(cfg.iw_samples, batch, self.noise_generator,
                                           self.device)
             if self.dist.enabled:  # this process's shard of the global batch
+                local = batch // world
                 mine = slice(rank * local, (rank + 1) * local)
                 x, noise = x[mine], noise[:, mine]
                 c = c[mine] if c is not None else None
@@ -473,11 +422,6 @@ class Trainer(FaultRecovery):
         row["val_active_units"] = active
         return row
 
-    def _weights_to_keep(self) -> dict[str, Tensor]:
-        """A copy of the weights that the run saves: the average, where there is one."""
-        with self.ema.applied() if self.ema is not None else nullcontext():
-            return copy.deepcopy(self.model.state_dict())
-
     def fit(self, resume: bool = False, restart_schedule: bool = False) -> LatentVariableModel:
         """Train to --epochs, from the run's checkpoint with `resume`; `restart_schedule`
         restarts the learning-rate schedule over the epochs a resume adds."""
@@ -500,7 +444,8 @@ class Trainer(FaultRecovery):
             start = time.perf_counter()
             while self.state.epoch < cfg.epochs:
                 outcome = self.train_epoch(stop)
-                if outcome == ROLLED_BACK:
+                if outcome == ROLLED_BACK:  # the rollback and its halved rate, made durable
+                    self.save_checkpoint(self.state.history[-1] if self.state.history else None)
                     continue
                 if outcome == STOPPED:
                     self.save_checkpoint()
@@ -510,9 +455,9 @@ class Trainer(FaultRecovery):
                             if self.run_dir else "")
                     raise TrainingInterrupted(f"training stopped by signal {stop['signal']} "
                                               f"at {where}; a checkpoint was written{hint}")
-                self._end_epoch(start)
+                out_of_time = self._end_epoch(start)
                 start = time.perf_counter()
-                if self._out_of_time():
+                if out_of_time:
                     break
         barrier(self.dist)
         if self.best_weights is not None:
@@ -542,15 +487,14 @@ class Trainer(FaultRecovery):
                 self.tensorboard.close()
                 self.tensorboard = None
 
-    def _out_of_time(self) -> bool:
-        """Whether --time-limit leaves no room for another epoch as long as the last one: the
-        run's training seconds so far (metrics.jsonl's, across resumes) plus the last epoch's.
-        Every process takes rank 0's answer."""
+    def _out_of_time(self, last: float) -> bool:
+        """Whether --time-limit leaves no room for another epoch as long as the one just ended
+        (`last` seconds so far): the run's seconds before it (metrics.jsonl's, across resumes)
+        plus twice `last`. Every process takes rank 0's answer."""
         limit = self.config.time_limit * 60
         if not limit or self.state.epoch >= self.config.epochs:
             return False
-        spent = sum(float(row.get("seconds", 0.0)) for row in self.state.history)
-        last = float(self.state.history[-1].get("seconds", 0.0)) if self.state.history else 0.0
+        spent = sum(float(row.get("seconds", 0.0)) for row in self.state.history[:-1]) + last
         stop = torch.full((), float(spent + last > limit and self.dist.is_main),
                           device=self.device)
         if not all_reduce_sum(stop, self.dist).item():
@@ -576,9 +520,10 @@ class Trainer(FaultRecovery):
                 f"{cfg.lr:g} over the added epochs (a warm restart), resume with: vaekit "
                 f"train --resume {self.run_dir} --epochs {cfg.epochs} --restart-schedule")
 
-    def _end_epoch(self, start: float) -> None:
-        """Validation, metrics, checkpoint. `seconds` counts training and validation, not the
-        checkpoint's I/O."""
+    def _end_epoch(self, start: float) -> bool:
+        """Validation, metrics and, when due, the checkpoint (see `saving`). Returns whether
+        --time-limit ends the run here. The metrics line's `seconds` is the epoch's whole wall
+        time, its checkpoint included; `io_seconds` is the checkpoint's part of it."""
         s, cfg = self.state, self.config
         totals = all_reduce_sum(self.epoch_stats.clone(), self.dist).cpu()
         count = max(float(totals[2]), 1.0)
@@ -587,9 +532,8 @@ class Trainer(FaultRecovery):
                                "train_reconstruction": float(totals[0]) / count,
                                "train_kl": float(totals[1]) / count}
         row.update(self.validate())
-        seconds = time.perf_counter() - start
         row.update({"lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": s.skipped,
-                    "seconds": round(seconds, 3)})
+                    "seconds": round(time.perf_counter() - start, 3), "io_seconds": 0.0})
         s.epoch += 1
         s.step_in_epoch = 0
         self.epoch_perm = None
@@ -601,13 +545,15 @@ class Trainer(FaultRecovery):
         row["best_epoch"] = s.best_epoch
         s.history.append(row)
         self.last_good = self._snapshot()
-        self._append_metrics(row)
         if self.tensorboard is not None:
             with self.ema.applied() if self.ema is not None else nullcontext():
                 self.tensorboard.log_epoch(row, self.model)
-        self.save_checkpoint()
-        if improved:  # after the checkpoint: a kill in between is repaired on resume
-            self._save_best()
+        out_of_time = self._out_of_time(time.perf_counter() - start)
+        if out_of_time or self.checkpoint_due():
+            row["io_seconds"] = round(self.save_checkpoint(last_row=row), 3)
+        seconds = time.perf_counter() - start
+        row["seconds"] = round(seconds, 3)
+        self._append_metrics(row)
         if self.dist.is_main and self.progress:
             name = self.model.objective_name
             val = f"  val {name} {row['val_elbo']:.3f}" if "val_elbo" in row else ""
@@ -619,6 +565,7 @@ class Trainer(FaultRecovery):
             tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train {name} {row['train_elbo']:.3f}"
                        f"{val}{groups}  ({seconds:.1f}s)", file=sys.stderr)
         self._warn_switched_off(row)
+        return out_of_time
 
     def _warn_switched_off(self, row: dict[str, Any]) -> None:
         """Once per group: a latent group with no active unit and almost no KL has switched off
