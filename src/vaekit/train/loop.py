@@ -287,7 +287,10 @@ class Trainer(FaultRecovery, RunDirectory):
     def _epoch_batches(self) -> list[tuple[int, int]]:
         """(first row, rows) of each step's global batch within the epoch's permutation. A step's
         loss is the mean over its own rows, an unbiased estimate of the data's mean whatever
-        the batch's size; the epoch's train_elbo counts every row once."""
+        the batch's size; the epoch's train_elbo counts every row once. Under torchrun the
+        partial batch is trimmed to a multiple of the processes (at most N-1 rows left out an
+        epoch), so N processes match one exactly where the batch size divides the training
+        rows, or with --drop-last."""
         full, rest = divmod(len(self.train_x), self.batch)
         rest -= rest % self.dist.world_size
         spans = [(i * self.batch, self.batch) for i in range(full)]
