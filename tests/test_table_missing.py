@@ -162,6 +162,8 @@ def test_quality_reports_the_missing_rates(tied_run: tuple[Path, Path], tmp_path
     assert abs(rates["b"]["synthetic"] - rates["b"]["train"]) < 0.07
     assert 0.2 < rates["b"]["real"] < 0.4
     assert "missing rate" in out and " b " in out
+    assert main(["report", str(run), "-o", str(tmp_path / "r.html")]) == 0
+    assert "b: missing rate, real test / synthetic" in (tmp_path / "r.html").read_text()
     # known answers
     frame = tied_frame(20)
     schema = fit_schema(frame, {}, "t")
