@@ -413,7 +413,8 @@ def load_table_dataset(path: Path, val_fraction: float, schema: dict[str, Any] |
     if missing:
         holes = int((observed == 0).any(0).sum())
         _note(f"{where}: {missing} missing values in {holes} column"
-              f"{'s' * (holes > 1)}, left out of the likelihood (no row is dropped)")
+              f"{'s' * (holes > 1)}, left out of the values' likelihood (no row is dropped)"
+              + ("; where they fall is modelled" * any(c.missing_flag for c in fitted.columns)))
     data = Dataset(path.name, x[rows["train"]], x[rows["val"]], x[rows["test"]], images=False,
                    full=x, table=fitted.to_dict())
     if labels is not None:
