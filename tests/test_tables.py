@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vaekit.cli import main
 from vaekit.errors import VaekitError
@@ -82,7 +83,16 @@ def test_per_column_likelihoods_sum_to_the_total_and_are_the_right_densities() -
     params = torch.randn(3, 20, lik.param_shape()[0])
     columns = lik.column_log_prob(params, x)
     assert columns.shape == (3, 20, 6)
-    assert torch.allclose(columns.sum(-1), lik.log_prob(params, x))
+    flags = lik.flag_log_prob(params, x)  # the two columns with missing cells: height, city
+    assert flags.shape == (3, 20, 2) and lik.side_term_of == ("height", "city")
+    assert torch.allclose(columns.sum(-1) + flags.sum(-1), lik.log_prob(params, x))
+    with lik.main_term_only():
+        assert torch.allclose(columns.sum(-1), lik.log_prob(params, x))
+    # a flag: log sigmoid(l) where observed, log(1 - sigmoid(l)) where missing
+    logit = lik.flag_logits(params)[..., 0]
+    observed = torch.tensor(frame["height"].notna().to_numpy())
+    assert torch.allclose(flags[..., 0], torch.where(observed, F.logsigmoid(logit),
+                                                     F.logsigmoid(-logit)))
     # the continuous column: a Gaussian density of the raw value, in the data's units
     c = lik.schema.columns[0]
     mu, log_sd = params[..., 0], params[..., 1].clamp(*LOG_SD_RANGE)  # its documented bounds
@@ -138,7 +148,14 @@ def test_a_sampled_csv_has_the_training_schema(table_run: tuple[Path, Path],
     assert main(["sample", str(run), "-n", "500", "-o", str(out), "--seed", "3"]) == 0
     real, synth = pd.read_csv(data), pd.read_csv(out)
     assert list(synth.columns) == list(real.columns) and len(synth) == 500
-    assert synth.notna().all().all()  # samples have every cell
+    # cells are missing in the columns that miss them in the data, and only there
+    holes = synth.isna().any()
+    assert holes[["height", "city"]].all() and not holes.drop(["height", "city"]).any()
+    complete = tmp_path / "complete.csv"
+    assert main(["sample", str(run), "-n", "500", "-o", str(complete), "--seed", "3",
+                 "--missing", "impute"]) == 0
+    synth = pd.read_csv(complete)
+    assert synth.notna().all().all()  # imputed: every cell
     for name in ("smoker", "city", "member"):
         assert set(synth[name]) <= set(real[name].dropna())
     assert synth["children"].dtype.kind == "i"

@@ -217,13 +217,18 @@ def _quality(path: Path) -> str:
 
 
 def _table_quality(r: dict[str, Any]) -> str:
-    """quality.json of a table run: column shapes, correlations, train-on-synthetic."""
+    """quality.json of a table run: column shapes, correlations, missing rates,
+    train-on-synthetic."""
     rows = [(f"{name} ({shape['metric']})", f"{shape['score']:.4f}")
             for name, shape in r["column_shapes"].items()]
     for label, key in (("column shapes, mean", "column_shapes_mean"),
                        ("correlation similarity", "correlation_similarity")):
         if isinstance(r.get(key), (int, float)):
             rows.append((label, f"{r[key]:.4f}"))
+    for name, rate in (r.get("missing_rates") or {}).items():
+        if isinstance(rate, dict) and (rate.get("real") or rate.get("synthetic")):
+            rows.append((f"{name}: missing rate, real {r.get('split', '?')} / synthetic",
+                         f"{rate.get('real', 0):.4f} / {rate.get('synthetic', 0):.4f}"))
     t = r.get("tstr")
     if isinstance(t, dict):
         for which in ("synthetic", "real", "majority"):

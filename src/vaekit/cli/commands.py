@@ -178,8 +178,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       seed=args.seed, progress=not args.json, compile=args.compile,
                       condition=labels, class_prior=class_prior, marginal=args.marginal)
     report.update({"split": args.split, "data": data.name})
-    if args.amortization_gap:
-        report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
+    if args.amortization_gap:  # of the values' likelihood, as the rows above
+        with model.likelihood.main_term_only():
+            report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
     report["estimate"] = ESTIMATE_SINGLE if args.k == 1 else ESTIMATE_IW
     report.setdefault("k", args.k)
     print(f"{data.name} {args.split}: n={report['n']} examples, k={args.k}, "
@@ -197,6 +198,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"    {label:<32} {kl:>10.4f} {active:>8} / {size}")
     if args.k == 1:
         print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
+    if "side_term" in report:
+        _print_side_term(report, args.k)
     if "conditioned_on" in report:
         print(f"  conditional model: given {report['conditioned_on']}")
     if "marginal_nll" in report:
@@ -210,6 +213,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _print_side_term(report: dict[str, Any], k: int) -> None:
+    """The rows of the likelihood's side term (a table's missingness), apart from the data's."""
+    name, of = report["side_term"], ", ".join(report["side_term_of"])
+    estimate = f"k={k}" if k > 1 else "k=1, single-sample"
+    print(f"  {f'log p({name} | x), {estimate}':<36} "
+          f"{report[f'{name}_log_likelihood']:>12.4f}")
+    print(f"  {'  standard error':<36} {report[f'{name}_log_likelihood_stderr']:>12.4f}")
+    print(f"  {f'log p(x, {name}), joint':<36} {report['joint_log_likelihood']:>12.4f}")
+    print(f"  ({name} of {of}: modelled and trained on, but left out of the rows above, which "
+          f"are the values' alone and compare with a model without it)")
 
 
 def _save_report(path: Path, report: dict[str, Any]) -> None:
@@ -276,8 +291,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {args.output}: " + (
             "a table's samples are written as .csv (or .npy, encoded)" if not table or
             Path(args.output).suffix == ".png" else "only a run trained on a table writes .csv"))
-    if args.bounds and not info.config.table:
-        raise ConfigError("--bounds applies to a run trained on a table")
+    if (args.bounds or args.missing != "draw") and not info.config.table:
+        raise ConfigError(f"--{'bounds' if args.bounds else 'missing'} applies to a run "
+                          "trained on a table")
     condition = _sample_condition(model, args)
     # a table's rows are draws of every cell (the mean of a categorical is no category)
     x = model.sample(args.n, generator=g, mean=not (args.draw or info.config.table),
@@ -286,7 +302,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from vaekit.data.tables import TableSchema
         from vaekit.io import atomic_write_text
 
-        frame = TableSchema.from_dict(info.config.table).inverse(x, bounds=args.bounds)
+        schema = TableSchema.from_dict(info.config.table)
+        if args.missing == "impute":
+            from vaekit.data.table_missing import fill_missing
+
+            x = fill_missing(x, len(schema.columns))
+        frame = schema.inverse(x, bounds=args.bounds)
         if condition is not None:  # the condition column, first: each row's class
             from vaekit.data.table_condition import with_condition_column
 
@@ -295,7 +316,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             frame = with_condition_column(frame, info.config.condition,
                                           model.condition_classes, labels.cpu())
         atomic_write_text(args.output, frame.to_csv(index=False))
-        print(f"wrote {args.output}: {len(frame)} rows x {frame.shape[1]} columns")
+        holes = int(frame.isna().to_numpy().sum())
+        print(f"wrote {args.output}: {len(frame)} rows x {frame.shape[1]} columns"
+              + (f", {holes} missing cells (--missing impute for none)" if holes else ""))
         return 0
     by_class = model.condition_dim and args.condition is None
     _save_array_or_grid(x, args.output, image=bool(info.data.get("images", True)),
@@ -417,6 +440,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     np.save(buf, scores)
     atomic_write_bytes(args.output, buf.getvalue())
     given = " given each example's class, -log p(x|c)" if labels is not None else ""
+    if model.likelihood.side_term is not None:  # the model's whole likelihood, as trained
+        given += f" (with the {model.likelihood.side_term} of " \
+                 f"{', '.join(model.likelihood.side_term_of)})"
     print(f"wrote {args.output}: -log p(x) for {len(scores)} examples{given} (mean "
           f"{scores.mean():.3f}, max {scores.max():.3f} nats)")
     caveat = model.likelihood.caveat(x)

@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1)")
     p.add_argument("--bounds", action="store_true", help="a table's numbers clipped to the "
                    "training range of their column")
+    p.add_argument("--missing", choices=("draw", "impute"), default="draw",
+                   help="a table's columns with missing cells in training: draw which cells "
+                   "are missing, as the model learned (default), or impute every cell")
     p.add_argument("--condition", metavar="CLASS", help="a conditional run (trained with "
                    "--condition label): draw every sample of this class, by name or index "
                    "(default: the classes in turn, column j of a grid being class j)")

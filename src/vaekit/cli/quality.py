@@ -176,6 +176,7 @@ def _table_quality(args: argparse.Namespace, info: Any) -> int:
     print(f"  {'column shapes, mean':<43} {report['column_shapes_mean']:.4f}")
     if report["correlation_similarity"] is not None:
         print(f"  {'correlation similarity':<43} {report['correlation_similarity']:.4f}")
+    _print_missing_rates(report["missing_rates"], args.split)
     if "tstr" in report:
         t = report["tstr"]
         print(f"  predicting {t['target']}: accuracy trained on synthetic "
@@ -185,6 +186,20 @@ def _table_quality(args: argparse.Namespace, info: Any) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _print_missing_rates(rates: dict[str, dict[str, Any]], split: str) -> None:
+    """The missing rate of each column that misses cells, real against synthetic."""
+    holes = {name: r for name, r in rates.items()
+             if r["real"] or r["synthetic"] or r.get("train")}
+    if not holes:
+        print("  missing cells: none, real or synthetic")
+        return
+    print(f"  {'missing rate':<28} {'real ' + split:>10} {'synthetic':>10} {'real train':>10}")
+    for name, r in holes.items():
+        note = "" if r["modelled"] else "  (not modelled: complete when sampled)"
+        print(f"  {name:<28} {r['real']:>10.4f} {r['synthetic']:>10.4f} "
+              f"{r.get('train', float('nan')):>10.4f}{note}")
 
 
 def _sample_classes(model: Any, data: Any, split: str, n: int) -> Any:

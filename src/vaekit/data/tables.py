@@ -18,6 +18,9 @@ to drop it. The encoded row is the columns' blocks in order, then one observed-f
 sees what is missing and the likelihood (`vaekit.distributions.table`) leaves it out. No row
 is dropped; the count of missing cells is printed.
 
+A column with missing cells in the training rows also has its flag modelled, a Bernoulli
+decoded from z (`vaekit.data.table_missing`), so that samples have missing cells too.
+
 The fitted transform (`TableSchema`: the columns, their types, means and sds, ranges, category
 lists) is plain JSON, saved in the run's config.json; `inverse` turns encoded rows (samples,
 reconstructions) back into a DataFrame with the training columns, in order, with their types.
@@ -68,6 +71,7 @@ class Column:
     categories: list[Any] = field(default_factory=list)  # binary: [value for 0, value for 1]
     modes: list[list[float]] = field(default_factory=list)  # multimodal: [weight, mean, sd]
     dtype: str = ""  # the pandas dtype to write back
+    missing_rate: float = 0.0  # of the training rows; above 0 its flag is modelled
 
     @property
     def width(self) -> int:
@@ -82,6 +86,11 @@ class Column:
         if self.kind == "multimodal":
             return 2 + len(self.modes)  # alpha's mean and log sd, the modes' logits
         return {"continuous": 2, "integer": 2, "binary": 1}.get(self.kind, self.width)
+
+    @property
+    def missing_flag(self) -> bool:
+        """Whether p(observed|z) is modelled (`vaekit.data.table_missing`)."""
+        return self.missing_rate > 0
 
     def mode_of(self, numbers: np.ndarray) -> np.ndarray:
         """The most responsible mode of each value (multimodal)."""
@@ -342,7 +351,8 @@ def fit_schema(frame: Any, overrides: dict[str, str], where: str,
         present = values.dropna()
         if kind == "binary" and present.nunique() < 2:  # one value: a category of its own
             kind = "categorical"
-        c = Column(str(name), kind, dtype=str(values.dtype))
+        c = Column(str(name), kind, dtype=str(values.dtype),
+                   missing_rate=float(frame[name].isna().mean()))
         if kind in NUMERIC_TYPES:
             numbers = pd.to_numeric(present, errors="coerce").to_numpy(dtype=np.float64)
             if len(numbers) == 0 or not np.isfinite(numbers).all():
@@ -403,7 +413,8 @@ def load_table_dataset(path: Path, val_fraction: float, schema: dict[str, Any] |
     if missing:
         holes = int((observed == 0).any(0).sum())
         _note(f"{where}: {missing} missing values in {holes} column"
-              f"{'s' * (holes > 1)}, left out of the likelihood (no row is dropped)")
+              f"{'s' * (holes > 1)}, left out of the values' likelihood (no row is dropped)"
+              + ("; where they fall is modelled" * any(c.missing_flag for c in fitted.columns)))
     data = Dataset(path.name, x[rows["train"]], x[rows["val"]], x[rows["test"]], images=False,
                    full=x, table=fitted.to_dict())
     if labels is not None:

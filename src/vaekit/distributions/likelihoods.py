@@ -8,6 +8,7 @@ rescales the reconstruction term against the KL, the most common VAE bug).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from collections.abc import Callable
@@ -37,6 +38,11 @@ class Likelihood(nn.Module):
     #: Whether p(x|z) is a probability mass (Bernoulli) rather than a density: dequantization
     #: is for densities only.
     discrete: bool = False
+    #: The name of a part of log p(x|z) that evaluation reports apart from the data's own
+    #: log-likelihood (a table's missingness: `TableLikelihood`), or None where there is none.
+    side_term: str | None = None
+    #: what the side term is of (a table's columns whose missingness is modelled)
+    side_term_of: tuple[str, ...] = ()
 
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -59,6 +65,10 @@ class Likelihood(nn.Module):
         broadcasting over the samples: `self(params).log_prob(x)`, which subclasses may compute
         without building the distribution (the training step calls this)."""
         return self(params).log_prob(x)
+
+    def main_term_only(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which `log_prob` leaves out `side_term` (nothing to leave out here)."""
+        return contextlib.nullcontext()
 
     def caveat(self, x: Tensor) -> str | None:
         """What a log-density of this likelihood on `x` is *not*, where that matters (None when

@@ -12,12 +12,28 @@ for a multimodal column a categorical on its mode m times a Gaussian on alpha = 
 most responsible mode, so this is the density of x where the model's alpha stays in that mode),
 a Bernoulli on a logit for a binary column, and a categorical on K logits for a categorical
 one (Nazabal et al. 2020, HI-VAE; Xu et al. 2019, TVAE). A missing cell contributes nothing and
-its parameters get no gradient. The flags themselves are given, not modelled.
+its parameters get no gradient.
+
+The flags of the columns that had missing cells in training (`Column.missing_flag`) are
+modelled too, each a Bernoulli on one more decoder output (after the columns' parameters):
+
+    log p(x, m|z) = sum_c m_c log p_c(x_c|z) + sum_{c flagged} log Bern(m_c; sigmoid(l_c(z)))
+
+(l_c the decoder's output plus the log-odds of the column's training flags, a fixed offset),
+so that samples miss cells at the data's rate and where the data miss them: missingness tied
+to the row's values is learned through z. (Ipsen et al. 2021, not-MIWAE, decode the mask from
+x, p(m|x); from z, x and m are drawn together.) Training maximises the bound on this joint.
+The second sum is `side_term` ("missingness"): within `main_term_only()` `log_prob` is the
+first sum alone, the values' log p(x_obs|z), which compares with a model that does not model
+the flags (evaluation reports both: `vaekit.evaluate.evaluate`). The other columns' flags are
+given, never modelled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +52,8 @@ class TableLikelihood(Likelihood):
     """Per-column likelihoods of a table's encoded row (see the module's docstring)."""
 
     log_sd: Tensor
+    flag_index: Tensor
+    flag_offset: Tensor
 
     def __init__(self, event_shape: tuple[int, ...], table: dict[str, Any]) -> None:
         super().__init__(event_shape)
@@ -49,6 +67,17 @@ class TableLikelihood(Likelihood):
         self.widths = [c.width for c in self.schema.columns]
         self.param_widths = [c.params for c in self.schema.columns]
         self.n_columns = len(self.kinds)
+        #: the columns whose observed-flag is modelled, in order (one logit each)
+        self.flagged = [c for c, column in enumerate(self.schema.columns) if column.missing_flag]
+        self.register_buffer("flag_index", torch.tensor(self.flagged, dtype=torch.long),
+                             persistent=False)
+        # log((1 - r) / r) of each flagged column's training missing rate r (`flag_logits`)
+        rates = torch.tensor([self.schema.columns[c].missing_rate for c in self.flagged],
+                             dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
+        self.register_buffer("flag_offset", torch.log1p(-rates) - rates.log(), persistent=False)
+        self.side_term = "missingness" if self.flagged else None
+        self.side_term_of = tuple(self.schema.columns[c].name for c in self.flagged)
+        self.score_flags = True  # False within main_term_only()
         log_sd = [math.log(c.sd) if c.kind in ("continuous", "integer") else 0.0
                   for c in self.schema.columns]
         self.register_buffer("log_sd", torch.tensor(log_sd), persistent=False)
@@ -58,12 +87,39 @@ class TableLikelihood(Likelihood):
                 self.register_buffer(f"mode_log_scale_{c}", scales, persistent=False)
 
     def param_shape(self) -> tuple[int, ...]:
-        return (sum(self.param_widths),)
+        return (sum(self.param_widths) + len(self.flagged),)
+
+    def _theta(self, params: Tensor) -> list[Tensor]:
+        """Each column's parameters, without the flags' logits."""
+        return list(params[..., :sum(self.param_widths)].split(self.param_widths, -1))
 
     def _blocks(self, params: Tensor, y: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
         flags = y[..., -self.n_columns:]
-        return (list(params.split(self.param_widths, -1)),
-                list(y[..., :-self.n_columns].split(self.widths, -1)), flags)
+        return (self._theta(params), list(y[..., :-self.n_columns].split(self.widths, -1)),
+                flags)
+
+    def flag_logits(self, params: Tensor) -> Tensor:
+        """l_c(z), the logit of p(cell c observed|z), of each flagged column: (*batch, flagged):
+        the decoder's output plus the log-odds of the column's training rows' flags, a fixed
+        offset so that an untrained decoder draws cells missing at the data's rate."""
+        return params[..., sum(self.param_widths):] + self.flag_offset
+
+    def flag_log_prob(self, params: Tensor, y: Tensor) -> Tensor:
+        """log Bern(m_c; sigmoid(l_c)) of each flagged column's observed-flag m_c:
+        (*samples, B, flagged), y (B, width) broadcasting over the samples."""
+        logits = self.flag_logits(params)
+        flags = y[..., -self.n_columns:].index_select(-1, self.flag_index)
+        return -F.binary_cross_entropy_with_logits(logits, flags.expand_as(logits),
+                                                   reduction="none")
+
+    @contextlib.contextmanager
+    def main_term_only(self) -> Iterator[None]:
+        """Within it, `log_prob` is the values' log p(x_obs|z) alone, without the flags'."""
+        before, self.score_flags = self.score_flags, False
+        try:
+            yield
+        finally:
+            self.score_flags = before
 
     def column_log_prob(self, params: Tensor, y: Tensor) -> Tensor:
         """log p_c(x_c|z) of each observed cell, 0 for a missing one: (*samples, B, columns)."""
@@ -88,13 +144,19 @@ class TableLikelihood(Likelihood):
         return torch.where(flags > 0.5, stacked, torch.zeros_like(stacked))
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        return self.column_log_prob(params, x).sum(-1)
+        """log p(x, m|z): the observed cells' and the flagged columns' flags' (see the module);
+        the cells' alone within `main_term_only()`."""
+        values = self.column_log_prob(params, x).sum(-1)
+        if not (self.flagged and self.score_flags):
+            return values
+        return values + self.flag_log_prob(params, x).sum(-1)
 
     def mean(self, params: Tensor) -> Tensor:
         """Means: the Gaussian's mean, the Bernoulli's probability, the categorical's
-        probabilities; every flag 1."""
+        probabilities; every flag 1 (a complete row, which imputes the cells a row misses;
+        `flag_logits` give p(observed|z))."""
         blocks = []
-        for kind, p in zip(self.kinds, params.split(self.param_widths, -1), strict=True):
+        for kind, p in zip(self.kinds, self._theta(params), strict=True):
             if kind in ("continuous", "integer"):
                 blocks.append(p[..., :1])
             elif kind == "multimodal":
@@ -107,9 +169,12 @@ class TableLikelihood(Likelihood):
         return torch.cat([*blocks, flags], -1)
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One draw of every cell: Gaussian, Bernoulli, one-hot categorical; every flag 1."""
+        """One draw of every cell: Gaussian, Bernoulli, one-hot categorical; the flag of a
+        flagged column drawn from its Bernoulli (0: the cell is missing), the others 1. A
+        missing cell's block still holds its draw (`vaekit.data.table_missing.fill_missing`
+        keeps it)."""
         blocks = []
-        for kind, p in zip(self.kinds, params.split(self.param_widths, -1), strict=True):
+        for kind, p in zip(self.kinds, self._theta(params), strict=True):
             if kind in ("continuous", "integer", "multimodal"):
                 noise = torch.randn(p[..., :1].shape, generator=generator, device=p.device,
                                     dtype=p.dtype)
@@ -122,6 +187,11 @@ class TableLikelihood(Likelihood):
             else:
                 blocks.append(_one_hot_draw(p, generator))
         flags = params.new_ones(*params.shape[:-1], self.n_columns)
+        if self.flagged:
+            logits = self.flag_logits(params)
+            u = torch.rand(logits.shape, generator=generator, device=params.device,
+                           dtype=params.dtype)
+            flags[..., self.flag_index] = (u < torch.sigmoid(logits)).to(params.dtype)
         return torch.cat([*blocks, flags], -1)
 
     def forward(self, params: Tensor) -> Distribution:
