@@ -165,7 +165,8 @@ def test_the_last_partial_batch_is_a_step_and_every_row_is_seen_once_an_epoch(
     for epoch in (batches[:2], batches[2:]):
         seen = torch.cat(epoch)
         assert torch.equal(seen[seen[:, 0].argsort()], x)
-    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
     assert [row["step"] for row in rows] == [2, 4]
 
 
