@@ -137,7 +137,7 @@ def save_sample_strip(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     import vaekit
-    from vaekit.plots import image_grid
+    from vaekit.views.plots import image_grid
 
     fig, axes = plt.subplots(1, len(results), figsize=(2.4 * len(results), 2.9))
     for ax, r in zip(np.atleast_1d(axes), results):

@@ -432,7 +432,7 @@ def test_the_reconstruction_picture_marks_input_and_reconstruction_rows(
     import matplotlib.pyplot as plt
     import torch
 
-    from vaekit import plots
+    from vaekit.views import plots
 
     x = torch.rand(16, 1, 8, 8)
     plots.save_reconstructions(x, x.clone(), tmp_path / "labelled.png")  # perfect reconstruction

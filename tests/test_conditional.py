@@ -15,10 +15,11 @@ import torch
 import vaekit
 from tests.conftest import run_cli
 from vaekit import Config, build_model
-from vaekit.data import load_dataset, prepare_eval_data
+from vaekit.data import load_dataset
 from vaekit.errors import ConfigError, DataError
 from vaekit.evaluate import dataset_elbo, log_likelihood
 from vaekit.train import loop
+from vaekit.train.prepare import prepare_eval_data
 
 CVAE = Config(data="digits", condition="label", hidden=(64,), latent_dim=4, epochs=40,
               batch_size=50, threads=1)
@@ -200,7 +201,7 @@ def test_a_conditional_run_resumes_mid_epoch_bit_for_bit(
 def test_the_picture_of_samples_has_a_row_per_class(cvae_run: Path) -> None:
     from PIL import Image
 
-    from vaekit.plots import PER_CLASS, draw_samples
+    from vaekit.views.plots import PER_CLASS, draw_samples
 
     model = vaekit.load(cvae_run)
     images, rows = draw_samples(model, torch.Generator().manual_seed(0))

@@ -207,7 +207,7 @@ def test_npz_labels_that_do_not_fit_are_refused(arrays: dict, message: str,
 def test_latent_map_of_a_labelled_dataset_is_coloured_by_label(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import vaekit
-    from vaekit import plots
+    from vaekit.views import plots
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(plots, "save_latent_plots",
@@ -222,7 +222,7 @@ def test_latent_map_of_a_labelled_dataset_is_coloured_by_label(
 @pytest.mark.parametrize("n_classes,legend", [(10, True), (12, False)])
 def test_latent_plot_shows_a_legend_or_a_colour_bar(n_classes: int, legend: bool,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from vaekit import plots
+    from vaekit.views import plots
 
     figures: list = []
     monkeypatch.setattr(plots, "_save_figure", lambda fig, path: figures.append(fig))
@@ -246,7 +246,7 @@ def test_latent_plot_shows_a_legend_or_a_colour_bar(n_classes: int, legend: bool
 def test_a_latent_space_larger_than_the_data_is_refused_in_training(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vaekit.cli import main
-    from vaekit.data import check_data_fits
+    from vaekit.train.prepare import check_data_fits
 
     digits = load_dataset("digits")  # 64 dimensions
     check_data_fits(Config(latent_dim=64), digits, "none")

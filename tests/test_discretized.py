@@ -106,7 +106,8 @@ def test_8_bit_images_train_and_report_a_discrete_bits_per_dim(name: str, tmp_pa
 
 
 def test_data_off_the_8_bit_grid_are_refused() -> None:
-    from vaekit.data import check_data_fits, load_dataset
+    from vaekit.data import load_dataset
+    from vaekit.train.prepare import check_data_fits
 
     with pytest.raises(vaekit.VaekitError, match="256 levels"):
         check_data_fits(Config(likelihood="discretized-logistic"), load_dataset("digits"),

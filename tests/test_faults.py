@@ -26,6 +26,7 @@ from vaekit.data import load_dataset
 from vaekit.errors import DataError, RunDirError, VaekitError
 from vaekit.io import load_tensors
 from vaekit.train import loop
+from vaekit.train import setup as trainer_setup
 
 FLAGS = ["--hidden", "64", "--latent-dim", "4", "--batch-size", "20", "--threads", "1",
          "--quiet"]
@@ -108,7 +109,7 @@ def test_a_non_finite_loss_skips_the_update_and_is_counted(tmp_path: Path,
                                                           check_every: int) -> None:
     """Also with the host looking at the skip counters only every 4 steps, as on a GPU: the
     fused optimizer skips the update on the device in between."""
-    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    monkeypatch.setattr(trainer_setup, "CPU_CHECK_EVERY", check_every)
     real = loop.LossModule.forward
     calls = {"n": 0}
 
@@ -127,7 +128,7 @@ def test_a_non_finite_loss_skips_the_update_and_is_counted(tmp_path: Path,
 def test_repeated_faults_roll_back_then_stop_with_a_diagnosis(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch,
                                                              check_every: int) -> None:
-    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    monkeypatch.setattr(trainer_setup, "CPU_CHECK_EVERY", check_every)
     real = loop.LossModule.forward
     monkeypatch.setattr(loop.LossModule, "forward",
                         lambda self, x, n, b, c=None: (real(self, x, n, b, c)[0] * float("inf"),
@@ -183,7 +184,7 @@ def test_ten_skips_in_a_row_between_two_reads_of_the_flags_roll_back_once(
     """With the host reading the device's skip flags every 50 steps, as on a GPU, a run of 12
     skips (steps 127-138) that starts and ends between two reads (steps 123 and 146) rolls
     back just as when the host looks at every step; the warning names the first faulty step."""
-    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    monkeypatch.setattr(trainer_setup, "CPU_CHECK_EVERY", check_every)
     _inject_nans(monkeypatch, range(127, 139))
     r = vaekit.train(FAULTY, out=tmp_path / "r", progress=False, pictures=False)
     err = capsys.readouterr().err
@@ -198,7 +199,7 @@ def test_a_rollback_restores_the_whole_state_at_the_end_of_the_last_epoch(
         check_every: int) -> None:
     """Weights, optimiser, data position, the epoch's sums and the generators: the epoch runs
     again from its start on the same data and noise, and its sums count each example once."""
-    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    monkeypatch.setattr(trainer_setup, "CPU_CHECK_EVERY", check_every)
     seen = _inject_nans(monkeypatch, range(127, 137))
     r = vaekit.train(FAULTY, out=tmp_path / "r", progress=False, pictures=False)
     assert "rolled back to the end of epoch 1 with the learning rate halved" in \
@@ -221,7 +222,7 @@ def test_after_a_resume_a_rollback_returns_to_the_resumed_mid_epoch_state(
                   lambda self, stop: (self.state.epoch, self.state.step_in_epoch) == (1, 10))
         with pytest.raises(loop.TrainingInterrupted, match="epoch 2, step 10"):
             vaekit.train(FAULTY, out=run, progress=False, pictures=False)
-    monkeypatch.setattr(loop, "CPU_CHECK_EVERY", check_every)
+    monkeypatch.setattr(trainer_setup, "CPU_CHECK_EVERY", check_every)
     seen = _inject_nans(monkeypatch, range(3, 13))  # after two good steps
     r = vaekit.train(resume=run, progress=False, pictures=False)
     assert "rolled back to epoch 2, step 10 with the learning rate halved" in \

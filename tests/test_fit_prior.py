@@ -13,13 +13,13 @@ import vaekit
 from tests.conftest import TINY
 from vaekit.cli import main
 from vaekit.data import load_dataset
-from vaekit.diffusion import DiffusionPrior, cosine_schedule
 from vaekit.evaluate import log_likelihood
-from vaekit.fit_prior import PRIOR_CHECKPOINT, CodeSource, fit_prior
-from vaekit.fitted_priors import FITTED_PRIORS, GaussianPrior, log_prob_nats
 from vaekit.io import load_tensors
 from vaekit.models import Autoencoder
+from vaekit.priors.diffusion import DiffusionPrior, cosine_schedule
+from vaekit.priors.fitted import FITTED_PRIORS, GaussianPrior, log_prob_nats
 from vaekit.run import load_run
+from vaekit.train.fit_prior import PRIOR_CHECKPOINT, CodeSource, fit_prior
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_an_interrupted_flow_fit_resumes_exactly(runs: dict[str, Path], tmp_path
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     whole = fit_prior(runs["vae"], "flow", tmp_path / "whole", options={}, epochs=4,
                       progress=False)
-    import vaekit.fit_prior as module
+    import vaekit.train.fit_prior as module
 
     def killed(*args: object) -> None:
         raise KeyboardInterrupt

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import TINY
 from vaekit.cli import main
-from vaekit.report import PNG_SIGNATURE
+from vaekit.views.report import PNG_SIGNATURE
 
 
 class _Page(HTMLParser):

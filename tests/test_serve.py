@@ -22,8 +22,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
 
-from vaekit.serve.app import create_app
-from vaekit.serve.session import SCORE_K, ExplorerSession
+from vaekit.views.serve.app import create_app
+from vaekit.views.serve.session import SCORE_K, ExplorerSession
 
 
 def png_of(image: np.ndarray) -> bytes:

@@ -12,8 +12,9 @@ import torch
 
 import vaekit
 from vaekit import Config
-from vaekit.data import load_dataset, resolve_standardize
+from vaekit.data import load_dataset
 from vaekit.evaluate import exact_log_likelihood, log_likelihood
+from vaekit.train.prepare import resolve_standardize
 
 
 def _scaled_table(n: int = 600, seed: int = 0) -> np.ndarray:

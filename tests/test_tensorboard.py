@@ -57,7 +57,7 @@ def test_a_hierarchy_writes_the_kl_of_each_group(tmp_path: Path) -> None:
 
 
 def test_a_conditional_run_draws_a_row_per_class(tmp_path: Path) -> None:
-    from vaekit.plots import PER_CLASS
+    from vaekit.views.plots import PER_CLASS
 
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *TINY, "--epochs", "1", "--tensorboard",

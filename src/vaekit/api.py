@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from vaekit.config import Config
-from vaekit.data import Dataset, check_array, load_dataset, prepare_eval_data, resolve_binarize
+from vaekit.data import Dataset, check_array, load_dataset
 from vaekit.data.datasets import _split, array_file
 from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError
 from vaekit.models import LatentVariableModel
@@ -36,6 +36,7 @@ from vaekit.run import (
 )
 from vaekit.train.checkpoint import prepare_resume
 from vaekit.train.loop import Trainer
+from vaekit.train.prepare import prepare_eval_data, resolve_binarize
 
 
 @dataclass
@@ -196,9 +197,9 @@ def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
                    binarize_mode: str) -> None:
     """samples.png, reconstructions.png, curves.png, kl_per_dim.png and, for 2-D latents,
     latent.png, from held-out data (binarized as the validation data were)."""
-    from vaekit import plots
     from vaekit.evaluate import kl_per_dimension
     from vaekit.evaluate.elbo import condition_rows
+    from vaekit.views import plots
 
     if history:
         plots.save_curves(history, run_dir / "curves.png")

@@ -1,28 +1,29 @@
 """The `vaekit` command line: train | evaluate | sample | reconstruct | encode | interpolate |
 score | quality | fit-prior | report | serve | info. Bad input ends with a one- or two-line
-message and exit status 2, no traceback."""
+message and exit status 2, no traceback.
+
+One file per family of commands: `train`, `evaluate` and `quality`, `generate` (sample,
+reconstruct, encode, interpolate, score), `fit_prior`, `view` (report, serve) and `info`, with
+the flags in `parser` and what they share in `common`. Layer: the top, beside `vaekit.api`; it
+may import every layer below, and nothing outside `vaekit.cli` imports it
+(see tests/test_architecture.py).
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from vaekit.cli.commands import (
-    cmd_encode,
-    cmd_evaluate,
-    cmd_info,
-    cmd_interpolate,
-    cmd_reconstruct,
-    cmd_sample,
-    cmd_score,
-    cmd_train,
-    describe_model,
-)
+from vaekit.cli.evaluate import cmd_evaluate
 from vaekit.cli.fit_prior import cmd_fit_prior
+from vaekit.cli.generate import cmd_encode, cmd_interpolate, cmd_reconstruct, cmd_sample, cmd_score
+from vaekit.cli.info import cmd_info
 from vaekit.cli.parser import DEFAULT_EVAL_K, build_parser, merge_config_values
 from vaekit.cli.quality import cmd_quality
+from vaekit.cli.train import cmd_train
 from vaekit.cli.view import cmd_report, cmd_serve
 from vaekit.errors import VaekitError
+from vaekit.models.describe import describe_model
 
 __all__ = ["COMMANDS", "DEFAULT_EVAL_K", "build_parser", "describe_model", "entry", "main",
            "merge_config_values"]

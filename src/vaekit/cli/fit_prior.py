@@ -7,7 +7,7 @@ from typing import Any
 
 
 def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
-    from vaekit.fitted_priors import FITTED_PRIORS
+    from vaekit.priors.fitted import FITTED_PRIORS
 
     kinds = "; ".join(f"{name}: {spec.help}" for name, spec in FITTED_PRIORS.items())
     p = sub.add_parser(
@@ -47,8 +47,8 @@ def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
 
 def cmd_fit_prior(args: argparse.Namespace) -> int:
     from vaekit.errors import ConfigError
-    from vaekit.fit_prior import fit_prior
-    from vaekit.fitted_priors import FITTED_PRIORS
+    from vaekit.priors.fitted import FITTED_PRIORS
+    from vaekit.train.fit_prior import fit_prior
 
     if args.kind not in FITTED_PRIORS:
         raise ConfigError(f"unknown --kind {args.kind!r}; choose from: "

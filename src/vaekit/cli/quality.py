@@ -45,7 +45,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vaekit.cli.commands import _check_device, require_sampler
+    from vaekit.cli.common import _check_device, require_sampler
     from vaekit.data import load_dataset
     from vaekit.io import atomic_write_json
     from vaekit.quality import check_samples, feature_network, sample_quality
@@ -139,7 +139,7 @@ def _table_quality(args: argparse.Namespace, info: Any) -> int:
     real test rows (vaekit.quality.tables)."""
     import torch
 
-    from vaekit.cli.commands import _check_device
+    from vaekit.cli.common import _check_device
     from vaekit.data import load_dataset
     from vaekit.data.tables import TableSchema
     from vaekit.io import atomic_write_json

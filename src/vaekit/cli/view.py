@@ -30,8 +30,8 @@ def add_report_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from vaekit.io import atomic_write_text, claim_output
-    from vaekit.report import build_report
     from vaekit.run import read_run_info
+    from vaekit.views.report import build_report
 
     run = Path(args.run)
     read_run_info(run)  # a clear error for a directory that is not a run
@@ -65,7 +65,7 @@ def add_serve_parser(sub: Any, positive_int: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from vaekit.run import read_run_info
-    from vaekit.serve.app import serve
+    from vaekit.views.serve.app import serve
 
     read_run_info(args.run)  # a clear error for a directory that is not a run
     if not 0 <= args.port <= 65535:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit.data.tables import _listing, _pandas
+from vaekit.data.table_files import _listing, _pandas
 from vaekit.errors import DataError
 
 

@@ -1,4 +1,8 @@
-"""Distributions: decoder likelihoods, the reparameterized sample-and-log-prob primitive, KL."""
+"""Distributions: decoder likelihoods, the reparameterized sample-and-log-prob primitive, KL.
+
+Layer: distributions, networks, flows; it may import the foundation and `vaekit.data` (a table's
+likelihood reads its schema), nothing above (see tests/test_architecture.py).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """Honest evaluation: the ELBO, the importance-weighted log-likelihood, bits/dim and the
-diagnostics of what the ELBO hides."""
+diagnostics of what the ELBO hides.
+
+Layer: evaluation and sample quality, above the models and the run directory; it may import them
+and everything below, never training, the views or the interfaces (see
+tests/test_architecture.py).
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ A flow *module* holds parameters and, given an optional context (the encoder's f
 a *step*: a bound transform with `forward(z) -> (z', log|det dz'/dz|)` and `inverse(z') -> z`.
 `FlowDistribution` pushes a base distribution through a list of steps; it is a
 `torch.distributions.Distribution` with `rsample` and `log_prob`.
+
+Layer: distributions, networks, flows; it may import the foundation, `vaekit.data` and
+`vaekit.distributions` (see tests/test_architecture.py).
 """
 
 from vaekit.flows.base import FlowDistribution, FlowStep

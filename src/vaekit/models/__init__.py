@@ -1,4 +1,10 @@
-"""Latent-variable models on one contract (`models.base.LatentVariableModel`), by --model name."""
+"""Latent-variable models on one contract (`models.base.LatentVariableModel`), by --model name.
+
+Layer: models, above the configuration they are built from; they may import the configuration,
+the objectives, priors, posteriors, distributions, nets, flows, data and the foundation, never
+the run directory, evaluation, training, the views or the interfaces (see
+tests/test_architecture.py).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,9 @@ from vaekit.models.hierarchical_conv import ConvHierarchicalOptions, ConvHierarc
 from vaekit.models.standardize import Standardize
 from vaekit.models.vae import VAE, OneLayerTerms
 from vaekit.nets import build_decoder, build_encoder
+from vaekit.objectives.terms import LogWeightTerms
 from vaekit.posteriors import build_posterior
 from vaekit.priors import build_prior
-from vaekit.terms import LogWeightTerms
 
 __all__ = ["MODELS", "ONE_LAYER_FIELDS", "VAE", "Autoencoder", "ConvHierarchicalOptions",
            "ConvHierarchicalVAE", "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
@@ -109,7 +115,7 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> LatentVariableM
     event_shape = tuple(int(s) for s in event_shape)
     model = MODELS[config.model].build(config, event_shape, config.options())
     if config.fitted_prior:  # a second stage's prior replaces the model's own (vae, ae)
-        from vaekit.fitted_priors import build_fitted_prior
+        from vaekit.priors.fitted import build_fitted_prior
 
         model.prior = build_fitted_prior(config.fitted_prior, model.latent_dim)
     model.config = config

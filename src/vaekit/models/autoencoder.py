@@ -25,7 +25,7 @@ from vaekit.errors import NoLikelihoodError
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.standardize import Standardize
 from vaekit.models.vae import draw_from_prior
-from vaekit.terms import LogWeightTerms
+from vaekit.objectives.terms import LogWeightTerms
 
 #: what the autoencoder's training objective is called
 RECONSTRUCTION_OBJECTIVE = "log p(x|f(x))"

@@ -6,7 +6,7 @@ later discrete codes) is one more implementation, never a second copy of the loo
 
 A model gives:
 
-- `terms(x, k, noise, cache)`: the log-weight terms of k samples (`vaekit.terms`):
+- `terms(x, k, noise, cache)`: the log-weight terms of k samples (`vaekit.objectives.terms`):
   log p(x|z), log p(z) and log q(z|x) summed over every latent group, each (k, B); the KL of
   each group, in closed form given the samples above it where it has one; and any auxiliary
   loss (`LogWeightTerms.aux_loss`) the objective adds.
@@ -46,7 +46,7 @@ from vaekit.distributions import Likelihood
 from vaekit.errors import DataError
 from vaekit.models.standardize import Standardize
 from vaekit.objectives import elbo as elbo_of_terms
-from vaekit.terms import LogWeightTerms
+from vaekit.objectives.terms import LogWeightTerms
 
 
 class LatentVariableModel(nn.Module):

@@ -36,7 +36,7 @@ from vaekit.errors import ConfigError
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.standardize import Standardize
 from vaekit.nets import FlattenEvent, Unflatten, mlp
-from vaekit.terms import LogWeightTerms
+from vaekit.objectives.terms import LogWeightTerms
 
 _LOG_2PI = math.log(2 * math.pi)
 #: Soft bounds of the prior's log-variance and of the posterior's log-variance relative to it.

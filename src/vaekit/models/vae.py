@@ -16,7 +16,7 @@ from vaekit.flows import FlowDistribution
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.standardize import Standardize
 from vaekit.nets import with_condition
-from vaekit.terms import LogWeightTerms
+from vaekit.objectives.terms import LogWeightTerms
 
 
 class OneLayerTerms(LogWeightTerms):

@@ -1,5 +1,9 @@
 """Parameter-only building blocks: encoder bodies x -> features and decoders z -> likelihood
-parameters, for MLP, convolutional and purely linear networks."""
+parameters, for MLP, convolutional and purely linear networks.
+
+Layer: distributions, networks, flows, just above data; it may import the foundation and
+`vaekit.data` only (see tests/test_architecture.py).
+"""
 
 from __future__ import annotations
 

@@ -9,11 +9,9 @@ on resume, and the same on 1 or N processes (up to float summation order).
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,227 +19,47 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vaekit.compiling import CompiledOrEager
 from vaekit.config import Config
-from vaekit.data import (
-    Dataset,
-    binarize,
-    check_data_fits,
-    dequantize,
-    prepare_eval_data,
-    resolve_binarize,
-    resolve_standardize,
-)
-from vaekit.errors import ConfigError, DataError, VaekitError
-from vaekit.evaluate.diagnostics import active_units_per_group
-from vaekit.evaluate.elbo import dataset_elbo
+from vaekit.data import Dataset, dequantize
+from vaekit.errors import ConfigError
 from vaekit.models import LatentVariableModel, build_model
-from vaekit.objectives import training_loss
 from vaekit.run import RunInfo, write_run_info
-from vaekit.train.adam import AdamStep, make_adam
-from vaekit.train.checkpoint import Snapshot, TrainState
-from vaekit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
-from vaekit.train.ema import WeightAverage
+from vaekit.train.distributed import all_reduce_sum, barrier
 from vaekit.train.faults import MAX_CONSECUTIVE_SKIPS, FaultRecovery, TrainingDiverged
+from vaekit.train.loss import LossModule
+from vaekit.train.reporting import EpochReport
 from vaekit.train.saving import RunDirectory
-from vaekit.train.schedules import LR_SCHEDULES, Segment, has_ended, resume_segments
-from vaekit.train.tensorboard import TensorBoardLog, check_available
+from vaekit.train.schedules import LR_SCHEDULES, has_ended, resume_segments
+from vaekit.train.setup import TrainerSetup
+from vaekit.train.signals import TrainingInterrupted, stop_on_signals
+from vaekit.train.tensorboard import TensorBoardLog
 
-#: On a GPU the host reads the steps' skip flags and the stop flag every this many steps:
-#: reading a device tensor waits for the whole queue, which at small batches costs more than
-#: the step. On a CPU reading costs nothing, so it looks at every step.
-GPU_CHECK_EVERY = 50
-CPU_CHECK_EVERY = 1
 #: What `Trainer.train_epoch` ends with.
 DONE, STOPPED, ROLLED_BACK = "done", "stopped", "rolled back"
 __all__ = ["MAX_CONSECUTIVE_SKIPS", "LossModule", "Trainer", "TrainingDiverged",
            "TrainingInterrupted"]
 
 
-def _too_early_to_judge(epoch: int, kl_warmup: int) -> bool:
-    """Whether it is too early to call a group switched off: during the KL warm-up, and in the
-    first epochs, a group may still come on."""
-    return epoch < max(kl_warmup, 3)
-
-
-class TrainingInterrupted(VaekitError):
-    """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-class LossModule(nn.Module):
-    """Wraps the model's objective as a `forward`, the call DDP and torch.compile act on."""
-
-    def __init__(self, model: LatentVariableModel, objective: str = "elbo", free_bits: float = 0.0,
-                 dist: DistInfo | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.objective, self.free_bits = objective, free_bits
-        self.dist = dist or DistInfo()
-
-    def _global_mean(self, local_mean: Tensor) -> Tensor:
-        """The mean over the global batch of per-process means (equal shards)."""
-        return all_reduce_sum(local_mean.clone(), self.dist) / self.dist.world_size
-
-    def forward(self, x: Tensor, noise: Tensor, beta: float | Tensor,
-                condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(loss, [sum of reconstruction, sum of KL, examples] over the batch, detached); a
-        conditional model's one-hot `condition` (B, C) beside x."""
-        t = self.model.terms(x, noise=noise, condition=condition)
-        loss = training_loss(t, self.objective, beta, self.free_bits,
-                             self._global_mean if self.dist.enabled else None)
-        log_px_z = t.log_px_z.detach()  # (k, B)
-        k, batch = log_px_z.shape
-        rec = log_px_z.sum() if k == 1 else log_px_z.sum() / k
-        stats = torch.stack([rec, t.kl_estimate.detach().sum(), rec.new_full((), batch)])
-        return loss, stats
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[dict[str, int]]:
-    """Turn SIGINT/SIGTERM into a flag the loop checks after each step."""
-    flag = {"signal": 0}
-    previous: dict[signal.Signals, Any] = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        flag["signal"] = int(signum)
-
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    try:
-        yield flag
-    finally:
-        for signum, h in previous.items():
-            signal.signal(signum, h)
-
-
-class Trainer(FaultRecovery, RunDirectory):
+class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
     """Trains `config` on `data`, writing the run directory `run_dir` (rank 0 only)."""
 
     def __init__(self, config: Config, data: Dataset, run_dir: Path | None = None,
                  progress: bool = True, data_record: dict[str, Any] | None = None) -> None:
-        self.config = config.validate()
         self.data = data
         self.data_record = dict(data_record or {})  # more for config.json's data section
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
-        self.device = resolve_device(config.device)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.dist: DistInfo = init_distributed(self.device.type)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        if config.batch_size % self.dist.world_size:
-            raise ConfigError(f"--batch-size {config.batch_size} must be divisible by the "
-                              f"number of processes ({self.dist.world_size})")
-        if data.table is not None:  # a table: its own likelihood, its own standardisation
-            if config.likelihood not in ("bernoulli", "table"):
-                self._log(f"note: --likelihood {config.likelihood} is replaced by the table's "
-                          "per-column likelihoods")
-            self.config = config = config.replace(likelihood="table", table=data.table,
-                                                  standardize="off")
-        self.binarize = resolve_binarize(config, data)
-        check_data_fits(config, data, self.binarize)
-        if config.tensorboard and self.run_dir is not None and self.dist.is_main:
-            check_available()
+        config = config.validate()
+        self._place(config)
+        self.config = self._resolve_config(config, data)
         self.tensorboard: TensorBoardLog | None = None
-        if config.standardize == "auto":  # recorded resolved: the run's model is rebuilt from it
-            self.config = config = config.replace(standardize=resolve_standardize(config, data))
-        if (config.net == "linear" and config.likelihood == "gaussian"
-                and config.variance == "shared" and config.standardize == "on"):
-            self._log("note: --variance shared is one noise variance in the standardised space "
-                      "(each dimension scaled to sd 1), not in the data's units, so this linear "
-                      "model is not probabilistic PCA; --standardize off makes it so")
-        if config.condition:  # a conditional VAE: the classes are part of the model
-            classes = data.classes()
-            if config.condition_classes and config.condition_classes != classes:
-                raise DataError(f"--condition {config.condition}: {data.name}'s classes "
-                                f"({', '.join(classes)}) are not the run's "
-                                f"({', '.join(config.condition_classes)})")
-            self.config = config = config.replace(condition_classes=classes)
-
-        torch.manual_seed(config.seed)
-        self.model = build_model(config, data.event_shape).to(self.device)
-        self.optimizer = make_adam(self.model, config.lr)
-        self.optimizer_step = AdamStep(self.optimizer)
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
-        self._bad_step = torch.zeros((), device=self.device)  # 1 where this step is skipped
-        self._one = torch.ones((), device=self.device)
-        # A fused Adam skips its update on the device where `found_inf` is set, so the host
-        # need not look at every step; elsewhere the host looks, and skips the step itself.
-        fused = bool(self.optimizer.defaults.get("fused"))
-        self.check_every = 1 if not fused else \
-            GPU_CHECK_EVERY if self.device.type == "cuda" else CPU_CHECK_EVERY
-        if self.check_every > 1:
-            self.optimizer.found_inf = self._bad_step  # type: ignore[attr-defined]
-        # Between two looks of the host, step i's skip flag waits on the device in slot
-        # i % check_every: the host then finds the runs of skips and the first faulty step.
-        self._fault_flags = torch.zeros(self.check_every, device=self.device)
-        self._fault_slots = list(self._fault_flags.unbind())  # 0-d views, made once
-        self.state = TrainState(schedule=[Segment(0.0, float(config.epochs))])
-        self.perm_generator = torch.Generator().manual_seed(config.seed)
-        self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
-        self.epoch_perm: Tensor | None = None
-        # [sum of reconstruction, sum of KL, examples]; ELBO = reconstruction - KL
-        self.epoch_stats = torch.zeros(3, dtype=torch.float64, device=self.device)
-
-        self.train_x = data.train.to(self.device)
-        # a conditional model's class labels, beside x: sliced by the same index, one-hot per step
-        self.train_labels = data.labels["train"].to(self.device) \
-            if config.condition and data.labels is not None else None
-        self.val_labels = data.labels["val"] if config.condition and data.labels else None
-        world = self.dist.world_size
-        self.batch = min(config.batch_size, len(self.train_x) // world * world)
-        if self.batch == 0:
-            raise DataError(f"{data.name}: {len(self.train_x)} training examples cannot feed "
-                            f"{world} processes")
-        if data.table is not None:
-            self._log(self._describe_steps())
-        if self.binarize == "static":
-            self.train_x = binarize(self.train_x, torch.Generator(self.device).manual_seed(
-                config.seed + 2))
-        self.dequantize = data.bin_width if config.dequantize and data.bin_width else None
-        if config.dequantize and not data.bin_width:
-            raise ConfigError(f"--dequantize needs quantized image data; {data.name} is not")
-        # on the device, like the training data: validation copies nothing per epoch
-        self.val_x = prepare_eval_data(data.val, self.binarize, self.dequantize).to(self.device)
-        self.best_weights: dict[str, Tensor] | None = None
-        self._switched_off: set[int] = set()  # latent groups already reported as switched off
-        self.last_good: Snapshot | None = None
-
-        if self.model.standardize is not None:
-            self.model.standardize.fit(self.train_x)
-        init_from_data = getattr(getattr(self.model, "prior", None), "init_from_data", None)
-        if init_from_data is not None:  # VampPrior: pseudo-inputs start at training examples
-            init_from_data(self.model.to_model_units(self.train_x),
-                           torch.Generator().manual_seed(config.seed + 3))
-        # after the data-dependent initialisation: the average starts at the initial weights
-        self.ema = WeightAverage(self.model, config.ema) if config.ema else None
-        loss_module = LossModule(self.model, config.objective, config.free_bits, self.dist)
-        self.loss_module: nn.Module = loss_module
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.loss_module = DDP(loss_module, device_ids=ids)
-        self.loss_fn: Callable[..., tuple[Tensor, Tensor]] = self.loss_module
-        if config.compile:
-            # One eager call fills torch's table of KL functions: its first lookup, traced,
-            # would split the compiled graph in two.
-            with torch.no_grad():
-                loss_module(self.train_x[:1], self.model.draw_noise(1, 1, torch.Generator(
-                    self.device), self.device), 1.0, self._condition(slice(0, 1)))
-            self.loss_fn = CompiledOrEager(self.loss_module, "training")
+        torch.manual_seed(self.config.seed)
+        self.model = build_model(self.config, data.event_shape).to(self.device)
+        self._build_optimizer()
+        self._start_state()
+        self._load_data(data)
+        self._initialise_from_data()
+        self._wrap_loss()
 
     # ------------------------------------------------------------------ run directory
 
@@ -409,22 +227,6 @@ class Trainer(FaultRecovery, RunDirectory):
         flag = torch.full((), float(stop["signal"] != 0), device=self.device)
         return bool(all_reduce_sum(flag, self.dist).item() > 0)
 
-    def validate(self) -> dict[str, Any]:
-        """The validation ELBO, its parts, the KL and the active units of each latent group
-        (with the weight average, where there is one)."""
-        if len(self.val_x) == 0:
-            return {}
-        self.model.eval()
-        with self.ema.applied() if self.ema is not None else nullcontext():
-            out = dataset_elbo(self.model, self.val_x, seed=0, condition=self.val_labels)
-            active = active_units_per_group(self.model, self.val_x, condition=self.val_labels)
-        self.model.train()
-        row: dict[str, Any] = {f"val_{k}": float(v.mean()) for k, v in out.items()
-                               if k != "kl_groups"}
-        row["val_kl_groups"] = [round(float(v), 4) for v in out["kl_groups"].double().mean(0)]
-        row["val_active_units"] = active
-        return row
-
     def fit(self, resume: bool = False, restart_schedule: bool = False) -> LatentVariableModel:
         """Train to --epochs, from the run's checkpoint with `resume`; `restart_schedule`
         restarts the learning-rate schedule over the epochs a resume adds."""
@@ -443,7 +245,7 @@ class Trainer(FaultRecovery, RunDirectory):
         barrier(self.dist)
         self._fit_schedule(restart_schedule)
         self.last_good = self._snapshot()
-        with _stop_on_signals() as stop, self._tensorboard():
+        with stop_on_signals() as stop, self._tensorboard():
             start = time.perf_counter()
             while self.state.epoch < cfg.epochs:
                 outcome = self.train_epoch(stop)
@@ -467,28 +269,6 @@ class Trainer(FaultRecovery, RunDirectory):
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
         return self.model
-
-    @contextmanager
-    def _tensorboard(self) -> Iterator[None]:
-        """RUN/tensorboard's writer (rank 0, with --tensorboard) for the block, continuing a
-        resumed run's stream from its next epoch; closed however the block ends."""
-        if self.config.tensorboard and self.run_dir is not None and self.dist.is_main:
-            images = labels = None
-            if self.data.images and len(self.data.event_shape) == 3:
-                held_out = self.val_x if len(self.val_x) else self.train_x
-                images = held_out[:8].cpu()
-                if self.train_labels is not None:  # a conditional model: their classes
-                    source = self.val_labels if len(self.val_x) else self.train_labels
-                    labels = source[:8].cpu() if source is not None else None
-            self.tensorboard = TensorBoardLog(self.run_dir, self.config.to_dict(),
-                                              self.state.epoch + 1, self.config.epochs, images,
-                                              labels)
-        try:
-            yield
-        finally:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-                self.tensorboard = None
 
     def _out_of_time(self, last: float) -> bool:
         """Whether --time-limit leaves no room for another epoch as long as the one just ended
@@ -527,7 +307,7 @@ class Trainer(FaultRecovery, RunDirectory):
         """Validation, metrics and, when due, the checkpoint (see `saving`). Returns whether
         --time-limit ends the run here. The metrics line's `seconds` is the epoch's whole wall
         time, its checkpoint included; `io_seconds` is the checkpoint's part of it."""
-        s, cfg = self.state, self.config
+        s = self.state
         totals = all_reduce_sum(self.epoch_stats.clone(), self.dist).cpu()
         count = max(float(totals[2]), 1.0)
         row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
@@ -557,30 +337,6 @@ class Trainer(FaultRecovery, RunDirectory):
         seconds = time.perf_counter() - start
         row["seconds"] = round(seconds, 3)
         self._append_metrics(row)
-        if self.dist.is_main and self.progress:
-            name = self.model.objective_name
-            val = f"  val {name} {row['val_elbo']:.3f}" if "val_elbo" in row else ""
-            groups = ""
-            if len(row.get("val_kl_groups", ())) > 1:
-                groups = "  KL|units per group " + " ".join(
-                    f"{kl:.1f}|{units}" for kl, units in zip(
-                        row["val_kl_groups"], row["val_active_units"], strict=True))
-            tqdm.write(f"epoch {s.epoch:>3}/{cfg.epochs}  train {name} {row['train_elbo']:.3f}"
-                       f"{val}{groups}  ({seconds:.1f}s)", file=sys.stderr)
+        self._print_epoch(row, seconds)
         self._warn_switched_off(row)
         return out_of_time
-
-    def _warn_switched_off(self, row: dict[str, Any]) -> None:
-        """Once per group: a latent group with no active unit and almost no KL has switched off
-        (posterior collapse), which deep hierarchies are prone to."""
-        kls, units = row.get("val_kl_groups", ()), row.get("val_active_units", ())
-        if len(kls) < 2 or _too_early_to_judge(self.state.epoch, self.config.kl_warmup):
-            return
-        warned = self._switched_off
-        for group, (kl, active) in enumerate(zip(kls, units, strict=True), start=1):
-            if active == 0 and kl < 0.1 and group not in warned:
-                warned.add(group)
-                self._log(f"warning: latent group {group} has switched off after epoch "
-                          f"{self.state.epoch} (KL {kl:.3f} nats, no active unit): the model "
-                          "does not use it. Remedies: --free-bits (a floor per group), "
-                          "--kl-warmup, fewer or smaller groups")

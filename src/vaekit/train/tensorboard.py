@@ -92,7 +92,7 @@ class TensorBoardLog:
 
     @torch.no_grad()
     def _log_images(self, model: Any, epoch: int) -> None:
-        from vaekit.plots import image_grid, sample_picture
+        from vaekit.views.plots import image_grid, sample_picture
 
         assert self.images is not None
         device = next(model.parameters()).device

@@ -15,7 +15,7 @@ log p(x) with the new prior stays an honest lower bound.
 - `mog`: a mixture of diagonal Gaussians, fitted by EM (scikit-learn's GaussianMixture).
 - `flow`: N(0, I) pushed through affine couplings (RealNVP) and a per-dimension affine map
   started at the codes' mean and spread, trained by Adam on -log p(z).
-- `diffusion`: a DDPM on the standardised codes (`vaekit.diffusion`); its log p(z) is a
+- `diffusion`: a DDPM on the standardised codes (`vaekit.priors.diffusion`); its log p(z) is a
   one-trajectory variational bound, which keeps the estimate of log p(x) a lower bound.
 """
 
@@ -30,7 +30,6 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, MultivariateNormal
 
-from vaekit.diffusion import MIN_DDIM_STEPS, DiffusionPrior
 from vaekit.distributions import (
     StandardNormal,
     rsample_and_log_prob,
@@ -38,6 +37,7 @@ from vaekit.distributions import (
 from vaekit.errors import ConfigError
 from vaekit.flows import AffineCoupling, FlowDistribution
 from vaekit.priors import MixturePrior
+from vaekit.priors.diffusion import MIN_DDIM_STEPS, DiffusionPrior
 
 
 @rsample_and_log_prob.register

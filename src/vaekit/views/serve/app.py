@@ -31,7 +31,7 @@ import importlib.resources
 from typing import Any
 
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.serve.session import ExplorerSession, RequestError
+from vaekit.views.serve.session import ExplorerSession, RequestError
 
 #: the default cap on a request body (an uploaded image is sent base64-encoded in JSON)
 MAX_BODY = 2 * 1024 * 1024
@@ -126,7 +126,7 @@ def create_app(session: ExplorerSession, max_body: int = MAX_BODY,
     app = fastapi.FastAPI(title="vaekit latent explorer", docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    page = importlib.resources.files("vaekit.serve").joinpath("page.html").read_text()
+    page = importlib.resources.files("vaekit.views.serve").joinpath("page.html").read_text()
 
     @app.exception_handler(VaekitError)  # RequestError, and the model's own refusals
     async def _bad_request(_request: Any, e: VaekitError) -> Any:

@@ -25,18 +25,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaekit.data import load_dataset, prepare_eval_data
+from vaekit.data import load_dataset
 from vaekit.distributions import rsample_and_log_prob
 from vaekit.errors import ConfigError, DataError, RunDirError
-from vaekit.fitted_priors import (
+from vaekit.io import atomic_write_bytes, atomic_write_json, load_tensors, save_tensors
+from vaekit.models import LatentVariableModel
+from vaekit.priors.fitted import (
     FITTED_PRIORS,
     GaussianPrior,
     MixturePriorFitted,
     fitted_prior_options,
     log_prob_nats,
 )
-from vaekit.io import atomic_write_bytes, atomic_write_json, load_tensors, save_tensors
-from vaekit.models import LatentVariableModel
 from vaekit.run import (
     ARRAY_DATA,
     CONFIG_FILE,
@@ -48,6 +48,7 @@ from vaekit.run import (
     save_weights,
 )
 from vaekit.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from vaekit.train.prepare import prepare_eval_data
 
 PRIOR_CHECKPOINT = "prior-checkpoint.safetensors"
 PRIOR_METRICS = "prior_metrics.jsonl"

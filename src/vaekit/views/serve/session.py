@@ -1,6 +1,6 @@
 """One trained model behind the latent explorer: loaded once, shared by every request.
 
-`ExplorerSession` does the work of each endpoint of `vaekit.serve.app` on tensors and returns
+`ExplorerSession` does the work of each endpoint of `vaekit.views.serve.app` on tensors and returns
 plain JSON-able values; the web layer only validates and routes. A lock serialises the model's
 calls, so concurrent requests are safe whatever the model (a flow, a fitted diffusion prior).
 
@@ -58,7 +58,7 @@ class ExplorerSession:
     """A run's model, its held-out examples and slider settings (see the module's docstring)."""
 
     def __init__(self, run_dir: str | Path, data_dir: str | None = None) -> None:
-        from vaekit.cli.commands import describe_model
+        from vaekit.models.describe import describe_model
         from vaekit.run import load_run
 
         self.run_dir = Path(run_dir)

@@ -69,8 +69,8 @@ def _group_names(config: Any, event_shape: tuple[int, ...]) -> list[str] | None:
 
 def build_report(run_dir: str | Path) -> str:
     """The HTML page of the run in `run_dir` (see the module's docstring)."""
-    from vaekit import plots
-    from vaekit.cli.commands import describe_model
+    from vaekit.models.describe import describe_model
+    from vaekit.views import plots
 
     run = Path(run_dir)
     info = read_run_info(run)
@@ -106,7 +106,7 @@ def build_report(run_dir: str | Path) -> str:
               "<h2>Data</h2>", _table(info.data.items()),
               "<h2>Config</h2>", _table(_config_rows(config))]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    from vaekit import __version__
+    from vaekit._version import __version__
 
     parts.append(f"<p class=muted>Written by vaekit {e(__version__)} on {stamp} from "
                  f"{e(str(run))}.</p>")

@@ -1,7 +1,11 @@
 """Objectives as plain functions of the log-weight terms that every model returns
-(`vaekit.terms`; `LatentVariableModel.terms`).
+(`vaekit.objectives.terms`; `LatentVariableModel.terms`).
 
 All values are per example, in nats, summed over data dimensions.
+
+Layer: the log-weight terms and the objectives over them, just below the configuration and the
+models that return the terms; it may import the parts below (distributions, priors, posteriors)
+and the foundation, never a model (see tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from vaekit.terms import LogWeightTerms
+from vaekit.objectives.terms import LogWeightTerms
 
 
 def elbo(t: LogWeightTerms) -> dict[str, Tensor]:

@@ -1,26 +1,34 @@
 """The typed run configuration: one dataclass that is the CLI's flags, the YAML/JSON config file
-and the `config.json` saved in every run directory.
+and the `config.json` saved in every run directory; its presets (`presets`) and the coercion of
+values into its fields (`values`).
 
 Values are validated here, before anything is built, so that a bad value is reported as one
-clear line naming the field rather than as an error from deep inside torch.
+clear line naming the field rather than as an error from deep inside torch. Layer: the typed
+configuration, above the parts it names (data, distributions, nets, flows, priors,
+posteriors) and below the models built from it; it may import those lower layers. The choices
+of a field are read from the registries by name (REGISTRIES), so a registered part is valid at
+once (see tests/test_architecture.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
-import json
 import math
 import typing
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-import yaml
-
+from vaekit.config.presets import PRESETS as PRESETS  # re-exported: vaekit.config.PRESETS
+from vaekit.config.values import (
+    _flag,
+    _jsonable,
+    _literal_choices,
+    _unknown,
+    coerce,
+)
+from vaekit.config.values import load_config_file as load_config_file  # re-exported
 from vaekit.errors import ConfigError
-from vaekit.presets import PRESETS as PRESETS  # re-exported: vaekit.config.PRESETS
 
 #: Fields whose choices are the keys of a registry ("module:NAME"), never a list kept here: a
 #: likelihood, prior, posterior, net, activation or learning-rate schedule registered there is
@@ -311,7 +319,7 @@ class Config:
                 raise ConfigError(f"--{_flag(name)} is an option of the one-layer model (--model "
                                   f"vae); --model {self.model} {own}")
         if self.fitted_prior:
-            from vaekit.fitted_priors import fitted_prior_options
+            from vaekit.priors.fitted import fitted_prior_options
 
             if self.model not in ("vae", "ae"):
                 raise ConfigError(f"a fitted prior applies to one latent layer (--model vae or "
@@ -376,102 +384,3 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes).validate()
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _unknown(what: str, value: Any, choices: typing.Iterable[str]) -> str:
-    choices = list(choices)
-    close = difflib.get_close_matches(str(value), choices, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {value!r}{hint}; choose from: {', '.join(map(str, choices))}"
-
-
-def _literal_choices(tp: Any) -> tuple[Any, ...]:
-    tp = _resolve(tp)
-    return get_args(tp) if get_origin(tp) is Literal else ()
-
-
-def _resolve(tp: Any) -> Any:
-    if isinstance(tp, str):  # `from __future__ import annotations` leaves strings
-        return eval(tp, vars(typing), {"Literal": Literal})
-    return tp
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def coerce(f: dataclasses.Field[Any], value: Any, *, source: str = "config",
-           prefix: str = "") -> Any:
-    """Convert a value from a file or the command line to the field's type, or raise ConfigError
-    (naming the flag --PREFIX-NAME)."""
-    tp = _resolve(f.type)
-    flag = f"--{prefix}{_flag(f.name)}"
-    try:
-        if get_origin(tp) is dict:
-            if not isinstance(value, dict):
-                raise ValueError
-            return {str(k): dict(v) if isinstance(v, dict) else v for k, v in value.items()}
-        if get_origin(tp) is Literal:
-            return str(value)
-        if tp is bool or tp == "bool":
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if tp is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if get_origin(tp) is tuple:
-            if isinstance(value, str):
-                parts = [p for p in value.replace(" ", "").split(",") if p]
-            elif isinstance(value, (list, tuple)):
-                parts = list(value)
-            else:
-                raise ValueError
-            if get_args(tp)[:1] == (str,):
-                return tuple(str(p) for p in parts)
-            out = []
-            for p in parts:
-                if isinstance(p, bool) or (isinstance(p, float) and not p.is_integer()):
-                    raise ValueError
-                out.append(int(p))
-            return tuple(out)
-        if value is None:
-            return None
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {flag} got {value!r}, which is not a valid "
-                          f"{getattr(tp, '__name__', str(tp))}") from None
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file (safe loading only: no object construction)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not text") from None
-    try:
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {path} is not valid {path.suffix or 'YAML'}: "
-                          f"{str(e).splitlines()[0]}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of option names to values")
-    return values

@@ -1,0 +1,28 @@
+"""A run's model in a few words, for the command line, the report and the explorer."""
+
+from __future__ import annotations
+
+from vaekit.config import Config
+
+
+def describe_model(config: Config) -> str:
+    """The model in a few words: its structure, latent sizes and any fitted prior."""
+    words = _structure(config)
+    if config.condition_classes:
+        words += (f", conditioned on {len(config.condition_classes)} class labels (a "
+                  "conditional VAE)")
+    if config.fitted_prior:
+        words += (f", with a {config.fitted_prior['kind']} prior fitted to its codes "
+                  f"(vaekit fit-prior from {config.fitted_prior.get('source', '?')})")
+    return words
+
+
+def _structure(config: Config) -> str:
+    options = config.options()
+    if config.model == "ae":
+        return f"{config.net} autoencoder (no likelihood), latent {config.latent_dim}"
+    if options is None:
+        return f"{config.net} VAE, latent {config.latent_dim}"
+    sizes = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                      for k, v in vars(options).items())
+    return f"{config.model} ({sizes})"
