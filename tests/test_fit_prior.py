@@ -95,7 +95,7 @@ def test_an_interrupted_flow_fit_resumes_exactly(runs: dict[str, Path], tmp_path
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     whole = fit_prior(runs["vae"], "flow", tmp_path / "whole", options={}, epochs=4,
                       progress=False)
-    import vaekit.train.fit_prior as module
+    from vaekit.train import fit_prior as module
 
     def killed(*args: object) -> None:
         raise KeyboardInterrupt

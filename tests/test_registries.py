@@ -70,12 +70,12 @@ def test_a_registered_likelihood_prior_posterior_net_and_activation_train(
     x = torch.randn(200, 6)
     model = vaekit.fit(x, likelihood="laplace", prior="standard", posterior="diagonal",
                        net="perceptron", activation="hardswish", hidden=(16,), latent_dim=2,
-                       lr_schedule="halving", epochs=2, out=tmp_path / "run")
+                       lr_schedule="halving", epochs=2, batch_size=180, out=tmp_path / "run")
     assert isinstance(model.likelihood, LaplaceLikelihood)
     assert any(isinstance(m, nn.Hardswish) for m in model.modules())
     assert torch.isfinite(model.elbo(x[:5])["elbo"]).all()
     lrs = [row["lr"] for row in vaekit.run.read_metrics(tmp_path / "run")]
-    assert lrs == pytest.approx([1e-3, 5e-4])  # the schedule registered above
+    assert lrs == pytest.approx([1e-3, 5e-4])  # the schedule registered above (one step an epoch)
     again = vaekit.load(tmp_path / "run")  # rebuilt from config.json through the registries
     torch.testing.assert_close(again.reconstruct(x[:5]), model.reconstruct(x[:5]))
 
