@@ -20,7 +20,8 @@ from vaekit.config import (
     registry,
 )
 
-EPILOG = "Docs: README.md. Every value is per example, in nats, summed over data dimensions."
+EPILOG = ("Docs: the manual in docs/ (mkdocs serve). Every value is per example, in nats, "
+          "summed over data dimensions.")
 #: `vaekit evaluate`'s importance samples: enough for an estimate worth the name log p(x).
 DEFAULT_EVAL_K = 1000
 

@@ -53,7 +53,7 @@ def add_serve_parser(sub: Any, positive_int: Any) -> None:
         "sliders and watch the decoded image, interpolate between held-out examples or "
         "uploads, upload an image (or a row of numbers) to see its reconstruction, posterior "
         "and anomaly score, and draw samples at a temperature. JSON endpoints /api/decode, "
-        "/api/encode, /api/sample, /api/interpolate (see the README). Needs the serve extra.")
+        "/api/encode, /api/sample, /api/interpolate (see docs/views.md). Needs the serve extra.")
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, "
                    "this machine only)")
