@@ -61,10 +61,27 @@ def train(config: Config | None = None, *, data: Dataset | None = None,
           out: str | Path | None = None, resume: str | Path | None = None,
           progress: bool = True, pictures: bool = True, save: bool = True,
           restart_schedule: bool = False, **options: Any) -> TrainResult:
-    """Train a VAE as `vaekit train` does; `options` override fields of `config`. With
-    save=False nothing is written (no run directory, no resume). `restart_schedule`: with
-    `resume` and a larger `epochs`, restart the learning-rate schedule from the base lr over
-    the added epochs instead of stretching the rest of it over them."""
+    """Train a model as `vaekit train` does.
+
+    Args:
+        config: the run's configuration (default `Config()`: a VAE on the built-in digits).
+        data: a `vaekit.data.Dataset` to train on instead of `config.data`'s.
+        out: the run directory (default `runs/NAME-TIMESTAMP`); refused if it holds a run.
+        resume: a run directory to continue from its checkpoint, bit for bit; only the
+            options that `vaekit train --resume` takes may change (`epochs`, `time_limit`,
+            `device`, `threads`, `compile`, `bf16`, `tensorboard`, `checkpoint_every`).
+        progress: print a progress bar and a line per epoch on stderr.
+        pictures: write samples.png, reconstructions.png, curves.png... at the end.
+        save: with False nothing is written (no run directory, no resume).
+        restart_schedule: with `resume` and a larger `epochs`, restart the learning-rate
+            schedule from the base lr over the added epochs instead of stretching the rest of
+            it over them.
+        **options: `Config` fields that override `config`'s, e.g. `latent_dim=16`.
+
+    Returns:
+        A `TrainResult`: the model (with the best weights), the run directory and the
+        per-epoch metrics (the rows of metrics.jsonl).
+    """
     record: dict[str, Any] = {}
     recorded: dict[str, Any] = {}  # a resumed run's record of its data
     if resume is not None:
@@ -124,6 +141,21 @@ def fit(x: np.ndarray | Tensor, *, out: str | Path | None = None,
     The run directory `out` records the array's fingerprint (see `array_fingerprint`), not the
     array. `fit(x, resume=RUN, epochs=...)` continues such a run from its checkpoint; it needs
     the same x and refuses any other (only the options of `vaekit train --resume` may change).
+
+    Args:
+        x: the examples, (N, ...), a tensor or a NumPy array of any float dtype.
+        out: a run directory to write (default: nothing is written).
+        resume: a run directory written by `fit(x, out=...)`, to continue.
+        progress: print a progress bar and a line per epoch on stderr.
+        config: a `Config` to start from (its `data` is replaced by the array).
+        **options: `Config` fields, e.g. `likelihood="gaussian"`, `latent_dim=8`, `epochs=20`.
+
+    Returns:
+        The trained model (the best weights), with `encode`, `decode`, `elbo`, `sample`...
+
+    Example:
+        >>> x = torch.rand(500, 10)  # doctest: +SKIP
+        >>> model = vaekit.fit(x, likelihood="gaussian", latent_dim=2, epochs=5)  # doctest: +SKIP
     """
     array = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
     x_all = check_array(array, "fit(x)")
@@ -175,8 +207,17 @@ def check_fingerprint(record: dict[str, Any], data: Dataset, run: str) -> None:
 def save(model: LatentVariableModel, run_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write a model's config.json and model.safetensors into `run_dir` (atomically), with the
     run record it carries from training or `vaekit.load` (binarization, dequantization, the
-    data's name...), so that the copy evaluates exactly as the original. A directory that
-    already holds a run is refused unless overwrite=True."""
+    data's name...), so that the copy evaluates exactly as the original.
+
+    Args:
+        model: a model built from a `Config` (trained by `vaekit.fit` or `vaekit.train`, or
+            loaded by `vaekit.load`).
+        run_dir: the directory to write; created if missing.
+        overwrite: replace a run that the directory already holds (refused otherwise).
+
+    Returns:
+        `run_dir`, as a Path.
+    """
     config = getattr(model, "config", None)
     if not isinstance(config, Config):
         raise ConfigError("this model has no .config; build it with vaekit.build_model(config, "

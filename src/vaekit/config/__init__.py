@@ -69,7 +69,19 @@ def field_choices(f: dataclasses.Field[Any]) -> tuple[str, ...]:
 
 @dataclass
 class Config:
-    """Everything that defines a run: data, model, objective and optimisation."""
+    """Everything that defines a run: data, model, objective and optimisation.
+
+    Each field is a command-line flag (`latent_dim` is `--latent-dim`; the CLI reference lists
+    them all, with their help, generated from these fields), a key of a YAML/JSON config file
+    (`vaekit train --config FILE`), and a key of the `config.json` saved in each run. Fields
+    whose values come from a registry (`model`, `net`, `activation`, `likelihood`,
+    `posterior`, `prior`, `lr_schedule`) accept whatever is registered there.
+
+    Example:
+        >>> cfg = Config(data="digits", latent_dim=4, epochs=5).validate()
+        >>> cfg.replace(beta=4.0).beta
+        4.0
+    """
 
     # --- data
     data: str = field(default="digits", metadata=_help(
