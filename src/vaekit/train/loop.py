@@ -134,7 +134,7 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
         rollback). Returns DONE, STOPPED (by a signal) or ROLLED_BACK (to the last snapshot,
         from where the epoch is to run again)."""
         cfg, s = self.config, self.state
-        n, rank, world = len(self.train_x), self.dist.rank, self.dist.world_size
+        n = len(self.train_x)
         spans = self._epoch_batches()
         steps = len(spans)
         if s.step_in_epoch == 0 or self.epoch_perm is None:
@@ -160,20 +160,7 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
             first, batch = spans[step]
-            rows = order[first:first + batch]
-            x = torch.index_select(self.train_x, 0, rows)  # (batch, *event_shape)
-            c = self._condition(rows)  # (batch, classes) or None
-            if self.binarize == "dynamic":
-                x = torch.bernoulli(x, generator=self.noise_generator)
-            elif self.dequantize:
-                x = dequantize(x, self.dequantize, self.noise_generator)
-            noise = self.model.draw_noise(cfg.iw_samples, batch, self.noise_generator,
-                                          self.device)
-            if self.dist.enabled:  # this process's shard of the global batch
-                local = batch // world
-                mine = slice(rank * local, (rank + 1) * local)
-                x, noise = x[mine], noise[:, mine]
-                c = c[mine] if c is not None else None
+            x, noise, c = self._batch(order[first:first + batch])
             beta: float | Tensor = self._beta(s.epoch + step / steps)
             if cfg.compile:  # a Python float would recompile the graph at every new value
                 beta = torch.tensor(beta, device=self.device)
@@ -185,22 +172,9 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
             bad = self._flag_non_finite(loss)  # on the device: no host sync
             s.global_step += 1
             s.step_in_epoch = step + 1
-            if check_every == 1:  # the host looks at every step
-                if not bad.item():
-                    self.optimizer_step()
-                    if self.ema is not None:
-                        self.ema.update()
-                    sums.add_(stats)
-                    s.consecutive_skips = 0
-                elif self._record_faults((1.0,), s.global_step):
-                    bar.close()
-                    return ROLLED_BACK
-            else:  # the fused step is a no-op where `bad` is set; the host reads flags later
-                self.optimizer_step()
-                if self.ema is not None:  # on a skipped step, a pull towards unchanged weights
-                    self.ema.update()
-                sums.add_(torch.where(bad > 0, 0.0, stats))
-                self._fault_slots[step % check_every].copy_(bad)
+            if self._update(bad, stats, step):
+                bar.close()
+                return ROLLED_BACK
             stop_now = False
             if (step + 1) % check_every == 0 or step + 1 == steps:
                 stop_now = self._agree_to_stop(stop)
@@ -219,6 +193,48 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
                 return STOPPED
         bar.close()
         return DONE
+
+    def _batch(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """A step's inputs from the global batch's `rows`: x (binarized or dequantized with the
+        noise generator), the reparameterization noise and a conditional model's one-hot
+        classes, each cut to this process's shard under torchrun."""
+        batch = len(rows)
+        x = torch.index_select(self.train_x, 0, rows)  # (batch, *event_shape)
+        c = self._condition(rows)  # (batch, classes) or None
+        if self.binarize == "dynamic":
+            x = torch.bernoulli(x, generator=self.noise_generator)
+        elif self.dequantize:
+            x = dequantize(x, self.dequantize, self.noise_generator)
+        noise = self.model.draw_noise(self.config.iw_samples, batch, self.noise_generator,
+                                      self.device)  # (k, batch, ...)
+        if self.dist.enabled:  # this process's shard of the global batch
+            local = batch // self.dist.world_size
+            mine = slice(self.dist.rank * local, (self.dist.rank + 1) * local)
+            x, noise = x[mine], noise[:, mine]
+            c = c[mine] if c is not None else None
+        return x, noise, c
+
+    def _update(self, bad: Tensor, stats: Tensor, step: int) -> bool:
+        """The optimiser's step, the weight average and the epoch's sums, unless the step is
+        flagged `bad`. Where the host looks at every step it skips the update itself, and
+        returns whether the faults rolled the run back; else the fused step is a no-op where
+        `bad` is set, and the flag waits on the device for the host's next look."""
+        s = self.state
+        if self.check_every == 1:
+            if not bad.item():
+                self.optimizer_step()
+                if self.ema is not None:
+                    self.ema.update()
+                self.epoch_stats.add_(stats)
+                s.consecutive_skips = 0
+                return False
+            return self._record_faults((1.0,), s.global_step)
+        self.optimizer_step()
+        if self.ema is not None:  # on a skipped step, a pull towards unchanged weights
+            self.ema.update()
+        self.epoch_stats.add_(torch.where(bad > 0, 0.0, stats))
+        self._fault_slots[step % self.check_every].copy_(bad)
+        return False
 
     def _agree_to_stop(self, stop: dict[str, int]) -> bool:
         """Whether a signal asked this or any other process to stop (one all-reduce)."""
