@@ -8,14 +8,18 @@ the encoder, and densities that importance weighting can trust.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from vaekit import Config, build_model
 from vaekit.distributions import diagonal_normal
+from vaekit.errors import RunDirError
 from vaekit.flows import FlowDistribution, InverseAutoregressiveFlow
 from vaekit.flows.iaf import IAFStep
 from vaekit.posteriors import FlowPosterior
+from vaekit.run import load_weights
 
 
 def _shake(module: torch.nn.Module, scale: float = 0.4) -> None:
@@ -137,3 +141,16 @@ def test_importance_weights_use_the_iaf_posteriors_true_density() -> None:
     with torch.no_grad():
         mass = q.log_prob(zz).exp().sum() * (grid[1] - grid[0]) ** 2
     assert float(mass) == pytest.approx(1.0, abs=0.02)
+
+
+def test_a_run_saved_without_the_identity_rescale_fails_to_load_instead_of_changing() -> None:
+    """Runs written before the steps were rescaled (z' = sigma z + (1 - sigma) m) hold no
+    log_sigma_0: loading them into today's steps would silently evaluate another model, so the
+    load fails and names the missing tensor."""
+    model = build_model(Config(latent_dim=3, hidden=(8,), posterior="iaf", flow_steps=2), (6,))
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    assert "model.posterior.flows.1.log_sigma_0" in tensors
+    load_weights(model, tensors, Path("new"))  # today's runs load
+    old = {k: v for k, v in tensors.items() if not k.endswith("log_sigma_0")}
+    with pytest.raises(RunDirError, match="log_sigma_0"):
+        load_weights(model, old, Path("old"))

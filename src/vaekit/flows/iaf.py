@@ -17,8 +17,6 @@ combination, bounded, as the paper's stability argument needs.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -67,22 +65,23 @@ class MADE(nn.Module):
 
 
 class IAFStep:
-    """One bound IAF step (see the module's docstring): the MADE, its context h and the gate's
-    bias b."""
+    """One bound IAF step (see the module's docstring): the MADE, its context h, the gate's
+    bias b and log sigma_0 = log sigmoid(b)."""
 
-    def __init__(self, made: MADE, context: Tensor | None, forget_bias: float) -> None:
+    def __init__(self, made: MADE, context: Tensor | None, forget_bias: float,
+                 log_sigma_0: Tensor) -> None:
         self.made, self.context, self.forget_bias = made, context, forget_bias
-        self.log_sigma_0 = math.log(1 / (1 + math.exp(-forget_bias)))  # log sigmoid(b)
+        self.log_sigma_0 = log_sigma_0
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         m, s = self.made(z, self.context)  # (..., D) each
         sigma = torch.sigmoid(s + self.forget_bias)
-        z = (sigma * z + (1 - sigma) * m) * math.exp(-self.log_sigma_0)
+        z = (sigma * z + (1 - sigma) * m) * torch.exp(-self.log_sigma_0)
         return z, (F.logsigmoid(s + self.forget_bias) - self.log_sigma_0).sum(-1)
 
     def inverse(self, y: Tensor) -> Tensor:
         """Dimension by dimension in the MADE's order: D network passes."""
-        y = y * math.exp(self.log_sigma_0)  # = sigma * z + (1 - sigma) * m
+        y = y * torch.exp(self.log_sigma_0)  # = sigma * z + (1 - sigma) * m
         z = torch.zeros_like(y)
         order: Tensor = self.made.order
         for i in order.tolist():
@@ -106,6 +105,11 @@ class InverseAutoregressiveFlow(nn.Module):
         # A forget-gate bias of +1.5: "s sufficiently positive, such as close to +1 or +2"
         # (Kingma et al., sec. 4), so that the gate starts mostly open (sigma ~ 0.82).
         self.forget_bias = 1.5
+        # log sigmoid(b), saved with the weights: a run written before steps were rescaled to
+        # start at the identity (z' = sigma z + (1 - sigma) m) lacks it and then fails to load,
+        # loudly, instead of evaluating another model with its weights.
+        self.log_sigma_0: Tensor
+        self.register_buffer("log_sigma_0", F.logsigmoid(torch.tensor(self.forget_bias)))
 
     def forward(self, context: Tensor | None = None) -> IAFStep:
-        return IAFStep(self.made, context, self.forget_bias)
+        return IAFStep(self.made, context, self.forget_bias, self.log_sigma_0)
