@@ -9,10 +9,10 @@ context. Steps alternate the order of the dimensions.
 
 The constant 1 / sigma_0 is ours: the MADE's output layer starts at zero (m = s = 0), so without
 it every step would start as the contraction z' = sigmoid(b) z (0.82 z for b = 1.5: 0.45 z after
-four steps, the encoder's means and steps shrunk alike). With it each step starts as exactly the
-identity, q_K = q_0, and the flow can only add to the Gaussian posterior's ELBO. A constant
-rescaling changes the parametrization, not the family of maps: the gate stays a convex
-combination, bounded, as the paper's stability argument needs.
+four steps, the encoder's means and standard deviations shrunk alike). With it each step starts
+as exactly the identity, q_K = q_0: an IAF model starts with the ELBO of the plain VAE with the
+same encoder weights. A constant rescaling changes the parametrization, not the family of maps,
+and keeps the gated update of the paper's stability argument, its scale bounded by 1 / sigma_0.
 """
 
 from __future__ import annotations
