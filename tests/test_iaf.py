@@ -15,7 +15,6 @@ import torch
 
 from vaekit import Config, build_model
 from vaekit.distributions import diagonal_normal
-from vaekit.errors import RunDirError
 from vaekit.flows import FlowDistribution, InverseAutoregressiveFlow
 from vaekit.flows.iaf import IAFStep
 from vaekit.posteriors import FlowPosterior
@@ -143,14 +142,22 @@ def test_importance_weights_use_the_iaf_posteriors_true_density() -> None:
     assert float(mass) == pytest.approx(1.0, abs=0.02)
 
 
-def test_a_run_saved_without_the_identity_rescale_fails_to_load_instead_of_changing() -> None:
-    """Runs written before the steps were rescaled (z' = sigma z + (1 - sigma) m) hold no
-    log_sigma_0: loading them into today's steps would silently evaluate another model, so the
-    load fails and names the missing tensor."""
+def test_a_run_saved_before_the_identity_rescale_loads_as_the_model_it_was() -> None:
+    """Runs written before the steps were rescaled hold no log_sigma_0: their steps were
+    z' = sigma z + (1 - sigma) m, so they load with log sigma_0 = 0 and compute exactly that."""
     model = build_model(Config(latent_dim=3, hidden=(8,), posterior="iaf", flow_steps=2), (6,))
+    for p in model.parameters():  # weights away from the identity start
+        torch.nn.init.normal_(p, std=0.3)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     assert "model.posterior.flows.1.log_sigma_0" in tensors
     load_weights(model, tensors, Path("new"))  # today's runs load
     old = {k: v for k, v in tensors.items() if not k.endswith("log_sigma_0")}
-    with pytest.raises(RunDirError, match="log_sigma_0"):
-        load_weights(model, old, Path("old"))
+    load_weights(model, old, Path("old"))
+    for flow in model.posterior.flows:
+        assert float(flow.log_sigma_0) == 0.0
+        z = torch.randn(5, 3)
+        m, s = flow.made(z, None)
+        gate = torch.sigmoid(s + flow.forget_bias)
+        out, log_det = flow(None).forward(z)
+        torch.testing.assert_close(out, gate * z + (1 - gate) * m)
+        torch.testing.assert_close(log_det, torch.log(gate).sum(-1))

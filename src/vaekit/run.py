@@ -98,6 +98,10 @@ def save_weights(model: LatentVariableModel, path: Path,
 def load_weights(model: LatentVariableModel, tensors: dict[str, torch.Tensor],
                  source: Path) -> None:
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    for name, module in model.named_modules():  # parts that read older runs' weights
+        legacy = getattr(module, "legacy_state", None)
+        if callable(legacy):
+            legacy(f"{name}." if name else "", state)
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(state), set(state) - set(expected)
     if missing or unexpected:

@@ -105,11 +105,16 @@ class InverseAutoregressiveFlow(nn.Module):
         # A forget-gate bias of +1.5: "s sufficiently positive, such as close to +1 or +2"
         # (Kingma et al., sec. 4), so that the gate starts mostly open (sigma ~ 0.82).
         self.forget_bias = 1.5
-        # log sigmoid(b), saved with the weights: a run written before steps were rescaled to
-        # start at the identity (z' = sigma z + (1 - sigma) m) lacks it and then fails to load,
-        # loudly, instead of evaluating another model with its weights.
+        # log sigmoid(b), saved with the weights. A run written before steps were rescaled to
+        # start at the identity (z' = sigma z + (1 - sigma) m) lacks it; it loads with 0, the
+        # map it was trained with (see `legacy_state`).
         self.log_sigma_0: Tensor
         self.register_buffer("log_sigma_0", F.logsigmoid(torch.tensor(self.forget_bias)))
+
+    def legacy_state(self, prefix: str, state: dict[str, Tensor]) -> None:
+        """Complete the weights of a run saved before `log_sigma_0` existed, in place: its steps
+        were z' = sigma z + (1 - sigma) m, which is today's step with log sigma_0 = 0."""
+        state.setdefault(prefix + "log_sigma_0", torch.zeros(()))
 
     def forward(self, context: Tensor | None = None) -> IAFStep:
         return IAFStep(self.made, context, self.forget_bias, self.log_sigma_0)
