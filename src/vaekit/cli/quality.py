@@ -17,8 +17,9 @@ def add_quality_parser(sub: Any, positive_int: Any, temperature: Any) -> None:
         description="Draw N samples from RUN's model (or read --samples FILE.npy) and score "
         "them against the first N examples of the split in a fixed feature network: a "
         "classifier trained on the data's training split with a fixed recipe where the data "
-        "have labels, else a seeded random network. Numbers are comparable only within one "
-        "feature network; the report names it.")
+        "have labels (for images with an extra not-data class of corrupted images, so that "
+        "noise and blur score as unlike the data), else a seeded random network. Numbers "
+        "are comparable only within one feature network; the report names it.")
     p.add_argument("run", metavar="RUN", nargs="?", help="run directory (its data are the "
                    "default --data; its report is saved there as quality.json)")
     p.add_argument("--samples", metavar="FILE.npy", help="score these samples (N, *shape) "

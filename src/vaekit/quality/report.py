@@ -28,7 +28,7 @@ def feature_network(data: Dataset, progress: bool = True) -> FeatureNetwork:
     if train_labels is None or test_labels is None or len(data.test) == 0:
         return random_features(data.event_shape)
     return classifier_features(data.name, data.train, train_labels, data.test, test_labels,
-                               progress=progress)
+                               progress=progress, images=data.images)
 
 
 def check_samples(samples: Tensor | np.ndarray, data: Dataset, where: str) -> Tensor:
