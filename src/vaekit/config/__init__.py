@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from vaekit.config.conditions import check_condition
 from vaekit.config.presets import PRESETS as PRESETS  # re-exported: vaekit.config.PRESETS
 from vaekit.config.values import (
     _flag,
@@ -186,6 +187,11 @@ class Config:
         default="constant", metadata=_help(
             "learning-rate schedule: constant, cosine (to 0 over the run), step (x0.1 at 50%% "
             "and 75%% of the epochs), iwae (Burda et al. 2016: lr x 10^(-i/7) for 3^i epochs)"))
+    schedule_over: Literal["epochs", "time"] = field(default="epochs", metadata=_help(
+        "what the learning-rate schedule's progress counts: epochs (to --epochs), or time: "
+        "the schedule runs over --time-limit, its end re-estimated after every epoch from the "
+        "epochs' seconds so that it reaches its end when the time is up (or at --epochs, "
+        "whichever comes first)"))
     grad_clip: float = field(default=100.0, metadata=_help(
         "clip the gradient norm to this value (0 disables)"))
     skip_threshold: float = field(default=0.0, metadata=_help(
@@ -271,6 +277,13 @@ class Config:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--{_flag(name)} must be a finite number >= 0, got {value!r}")
+        if self.schedule_over == "time":
+            if not self.time_limit:
+                raise ConfigError("--schedule-over time runs the learning-rate schedule over "
+                                  "the training time: give it --time-limit MINUTES")
+            if self.lr_schedule == "iwae":
+                raise ConfigError("--schedule-over time: the iwae schedule is defined by "
+                                  "absolute epochs; use cosine, step or constant")
         if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
             raise ConfigError(f"--ema must be a decay in [0, 1), got {self.ema!r}")
         if not (math.isfinite(self.val_fraction) and 0 <= self.val_fraction < 1):
@@ -280,7 +293,7 @@ class Config:
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(_unknown(_flag(f.name), getattr(self, f.name), choices))
         self._check_model_fields()
-        self._check_condition()
+        check_condition(self)
         if not (self.device in ("auto", "cpu", "cuda")
                 or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
@@ -343,36 +356,6 @@ class Config:
                     raise ConfigError(f"--{_flag(name)} does not apply to --model {self.model}: "
                                       "it has no KL term and no likelihood (it is trained on "
                                       "reconstruction)")
-
-    def _check_condition(self) -> None:
-        """--condition: the class labels, on the one-layer model, with an unconditional prior
-        (a VampPrior's pseudo-inputs would need classes of their own)."""
-        from vaekit.data.tables import is_table_file  # late: it imports torch
-
-        table = is_table_file(self.data)
-        if self.condition not in ("", "label") and not table:
-            raise ConfigError(f"--condition must be 'label' (the data's class labels), or a "
-                              f"column of a .csv/.parquet table; got {self.condition!r} for "
-                              f"data {self.data}")
-        if self.condition == "label" and table:
-            raise ConfigError("--condition label: a table has no labels; name the column to "
-                              "condition on (--condition COLUMN)")
-        if not self.condition:
-            if self.condition_classes:
-                raise ConfigError("condition_classes is written by training with --condition")
-            return
-        if self.model != "vae":
-            raise ConfigError(f"--condition applies to the one-layer model (--model vae), not "
-                              f"--model {self.model}")
-        if self.prior == "vamp":
-            raise ConfigError("--condition with --prior vamp is not supported: the pseudo-inputs "
-                              "have no class; use --prior normal, mog or flow")
-        if self.fitted_prior:
-            raise ConfigError("a fitted prior is unconditional; this run is conditioned on its "
-                              "labels (--condition)")
-        if len(set(self.condition_classes)) != len(self.condition_classes):
-            raise ConfigError(f"condition_classes must be distinct, got "
-                              f"{list(self.condition_classes)}")
 
     def model_dict(self) -> dict[str, Any]:
         return {name: _jsonable(getattr(self, name)) for name in self.MODEL_FIELDS}

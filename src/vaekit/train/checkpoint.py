@@ -37,7 +37,7 @@ from vaekit.train.schedules import Segment
 
 #: Fields that may change when a run is resumed; the rest define the run.
 RESUMABLE_OVERRIDES = ("epochs", "time_limit", "device", "threads", "compile", "bf16",
-                       "tensorboard", "checkpoint_every")
+                       "tensorboard", "checkpoint_every", "schedule_over")
 
 
 @dataclass

@@ -27,9 +27,10 @@ from vaekit.run import RunInfo, write_run_info
 from vaekit.train.distributed import all_reduce_sum, barrier
 from vaekit.train.faults import MAX_CONSECUTIVE_SKIPS, FaultRecovery, TrainingDiverged
 from vaekit.train.loss import LossModule
+from vaekit.train.pacing import TrainerPacing
 from vaekit.train.reporting import EpochReport
 from vaekit.train.saving import RunDirectory
-from vaekit.train.schedules import LR_SCHEDULES, has_ended, resume_segments
+from vaekit.train.schedules import LR_SCHEDULES
 from vaekit.train.setup import TrainerSetup
 from vaekit.train.signals import TrainingInterrupted, stop_on_signals
 from vaekit.train.tensorboard import TensorBoardLog
@@ -40,7 +41,7 @@ __all__ = ["MAX_CONSECUTIVE_SKIPS", "LossModule", "Trainer", "TrainingDiverged",
            "TrainingInterrupted"]
 
 
-class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
+class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport, TrainerPacing):
     """Trains `config` on `data`, writing the run directory `run_dir` (rank 0 only)."""
 
     def __init__(self, config: Config, data: Dataset, run_dir: Path | None = None,
@@ -281,43 +282,11 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
                 if out_of_time:
                     break
         barrier(self.dist)
+        self._report_schedule()
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
         return self.model
-
-    def _out_of_time(self, last: float) -> bool:
-        """Whether --time-limit leaves no room for another epoch as long as the one just ended
-        (`last` seconds so far): the run's seconds before it (metrics.jsonl's, across resumes)
-        plus twice `last`. Every process takes rank 0's answer."""
-        limit = self.config.time_limit * 60
-        if not limit or self.state.epoch >= self.config.epochs:
-            return False
-        spent = sum(float(row.get("seconds", 0.0)) for row in self.state.history[:-1]) + last
-        stop = torch.full((), float(spent + last > limit and self.dist.is_main),
-                          device=self.device)
-        if not all_reduce_sum(stop, self.dist).item():
-            return False
-        self._log(f"--time-limit {self.config.time_limit:g} min: stopping after epoch "
-                  f"{self.state.epoch} ({spent / 60:.1f} min of training); resume with: vaekit "
-                  f"train --resume {self.run_dir} --time-limit MINUTES")
-        return True
-
-    def _fit_schedule(self, restart: bool) -> None:
-        """After a resume that changes --epochs, the learning-rate schedule's new segment: the
-        rest of the schedule stretched over the epochs left, or (`restart`) a warm restart from
-        --lr (see `schedules`)."""
-        s, cfg = self.state, self.config
-        last, at = s.schedule[-1], s.epoch + s.step_in_epoch / self.steps_per_epoch()
-        schedule = LR_SCHEDULES[cfg.lr_schedule]
-        s.schedule = resume_segments(s.schedule, at, float(cfg.epochs), restart)
-        if not restart and cfg.epochs > last.end and has_ended(schedule, last, at):
-            lr = cfg.lr * last.factor(schedule, at) * s.lr_scale
-            self._log(
-                f"warning: the {cfg.lr_schedule} learning-rate schedule ended at epoch {at:g}, "
-                f"so the added epochs run at its final lr {lr:.3g}. To restart it from --lr "
-                f"{cfg.lr:g} over the added epochs (a warm restart), resume with: vaekit "
-                f"train --resume {self.run_dir} --epochs {cfg.epochs} --restart-schedule")
 
     def _end_epoch(self, start: float) -> bool:
         """Validation, metrics and, when due, the checkpoint (see `saving`). Returns whether
@@ -343,11 +312,11 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport):
             self.best_weights = self._weights_to_keep()
         row["best_epoch"] = s.best_epoch
         s.history.append(row)
+        out_of_time = self._out_of_time(time.perf_counter() - start)  # may replan the schedule
         self.last_good = self._snapshot()
         if self.tensorboard is not None:
             with self.ema.applied() if self.ema is not None else nullcontext():
                 self.tensorboard.log_epoch(row, self.model)
-        out_of_time = self._out_of_time(time.perf_counter() - start)
         if out_of_time or self.checkpoint_due():
             row["io_seconds"] = round(self.save_checkpoint(last_row=row), 3)
         seconds = time.perf_counter() - start

@@ -11,6 +11,12 @@ progress is p0, the part not yet run is spread over the remaining epochs,
 so the learning rate goes on from its current value, without a jump. `--restart-schedule`
 instead starts a new segment at p = 0 over the added epochs: a warm restart (Loshchilov &
 Hutter 2017, SGDR). The `iwae` schedule is defined by absolute epochs and simply continues.
+
+With `--schedule-over time` the horizon is the time limit, not --epochs: after every epoch the
+segment is refitted to end at the epoch where the time will be up (`time_horizon`), so a cosine
+reaches 0 when the run stops instead of being cut off partway. The estimate reads only the
+epochs' recorded seconds (metrics.jsonl's, kept in the checkpoint), so a resumed run plans from
+the same record.
 """
 
 from __future__ import annotations
@@ -84,6 +90,28 @@ def refit(segment: Segment, at: float, epochs: float, restart: bool) -> Segment:
     if restart:
         return Segment(at, epochs, 0.0, at)
     return Segment(at, epochs, segment.progress_at(at), segment.origin)
+
+
+#: the epochs whose mean length predicts the next ones' (`time_horizon`)
+RECENT_EPOCHS = 3
+
+
+def time_horizon(epoch: int, seconds: list[float], limit: float, max_epochs: int) -> int:
+    """The epoch at which a run of `limit` seconds will end (--schedule-over time), after
+    `epoch` epochs that took `seconds` (one per epoch, across resumes): as many more as the time
+    left holds at the mean length of the last `RECENT_EPOCHS`,
+
+        E = epoch + floor((limit - sum(seconds)) / mean(seconds[-3:])),
+
+    at most `max_epochs` (--epochs). The schedule's segment is refitted to end at E after every
+    epoch (`refit`: the rest of the schedule stretched, so the rate goes on without a jump), and
+    the run stops when E is reached, so the schedule ends with the time."""
+    recent = seconds[-RECENT_EPOCHS:]
+    per_epoch = sum(recent) / len(recent) if recent else 0.0
+    if per_epoch <= 0:
+        return max_epochs
+    more = math.floor(max(limit - sum(seconds), 0.0) / per_epoch)
+    return min(max_epochs, epoch + more)
 
 
 def has_ended(fn: ScheduleFn, segment: Segment, at: float) -> bool:
