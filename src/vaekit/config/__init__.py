@@ -187,6 +187,9 @@ class Config:
         default="constant", metadata=_help(
             "learning-rate schedule: constant, cosine (to 0 over the run), step (x0.1 at 50%% "
             "and 75%% of the epochs), iwae (Burda et al. 2016: lr x 10^(-i/7) for 3^i epochs)"))
+    lr_warmup: float = field(default=0.0, metadata=_help(
+        "epochs (fractions allowed) over which the learning rate rises linearly from 0 to the "
+        "schedule's (Goyal et al. 2017; 0 = none)"))
     schedule_over: Literal["epochs", "time"] = field(default="epochs", metadata=_help(
         "what the learning-rate schedule's progress counts: epochs (to --epochs), or time: "
         "the schedule runs over --time-limit, its end re-estimated after every epoch from the "
@@ -273,7 +276,7 @@ class Config:
         if self.objective == "iwae" and (self.beta != 1 or self.free_bits or self.kl_warmup):
             raise ConfigError("--beta, --free-bits and --kl-warmup reshape the ELBO's KL term; "
                               "the iwae objective has none (use --objective elbo)")
-        for name in ("grad_clip", "skip_threshold", "time_limit", "checkpoint_every"):
+        for name in ("grad_clip", "skip_threshold", "time_limit", "checkpoint_every", "lr_warmup"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--{_flag(name)} must be a finite number >= 0, got {value!r}")

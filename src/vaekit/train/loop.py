@@ -30,7 +30,7 @@ from vaekit.train.loss import LossModule
 from vaekit.train.pacing import TrainerPacing
 from vaekit.train.reporting import EpochReport
 from vaekit.train.saving import RunDirectory
-from vaekit.train.schedules import LR_SCHEDULES
+from vaekit.train.schedules import LR_SCHEDULES, warmup
 from vaekit.train.setup import TrainerSetup
 from vaekit.train.signals import TrainingInterrupted, stop_on_signals
 from vaekit.train.tensorboard import TensorBoardLog
@@ -145,6 +145,7 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport, TrainerPac
         sums, check_every = self.epoch_stats, self.check_every
         schedule, segment = LR_SCHEDULES[cfg.lr_schedule], s.schedule[-1]
         lrs = [cfg.lr * segment.factor(schedule, s.epoch + i / steps) * s.lr_scale
+               * warmup(s.epoch + (i + 1) / steps, cfg.lr_warmup)
                for i in range(steps)]  # of each step, computed once an epoch
         unread = (s.step_in_epoch, s.global_step)  # the first step whose flag the host has not read
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)

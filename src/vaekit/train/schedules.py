@@ -56,6 +56,14 @@ def iwae(progress: float, epochs: float) -> float:
     return 10 ** (-stage / 7)
 
 
+def warmup(epoch: float, epochs: float) -> float:
+    """min(1, t / W): the factor of a linear learning-rate warm-up over the first W epochs
+    (Goyal et al. 2017), at fractional epoch t of the run (the trainer passes the end of each
+    step, so the first step already moves); 1 with W = 0. It multiplies the schedule's factor,
+    as a pure function of t, so a resumed run gets the same rates."""
+    return 1.0 if epochs <= 0 else min(1.0, epoch / epochs)
+
+
 LR_SCHEDULES: dict[str, ScheduleFn] = {
     "constant": constant, "cosine": cosine, "step": step, "iwae": iwae}
 

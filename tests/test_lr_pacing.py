@@ -1,4 +1,5 @@
-"""--schedule-over time: a learning-rate schedule that ends when --time-limit is up.
+"""Pacing the learning rate: a linear warm-up, and --schedule-over time, a schedule that ends
+when --time-limit is up.
 
 The clock is faked (every reading of the loop's clock advances it 10 s), so an epoch always
 measures the same seconds and the plan is a pure function of the config: the run must stop at
@@ -124,3 +125,30 @@ def test_the_cli_refuses_it_without_a_time_limit_in_one_line(
     assert main(["train", "--schedule-over", "time", "--lr-schedule", "cosine"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--time-limit" in err[0]
+
+
+def test_the_warmup_rises_linearly_then_hands_over_to_the_schedule(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--lr-warmup 2 over a cosine of 4 epochs (15 steps each): step i of the first two epochs
+    runs at lr * cos-factor * (i + 1) / 30, and from epoch 3 at the cosine's own rate; a run
+    stopped mid-warm-up resumes at the same rates."""
+    import math
+
+    config = TIMED.replace(schedule_over="epochs", time_limit=0.0, epochs=4, lr_warmup=2.0)
+    lrs = _record_lrs(monkeypatch)
+    vaekit.train(config, out=tmp_path / "w", progress=False, pictures=False)
+    t = [i / 15 for i in range(60)]
+    expected = [config.lr * 0.5 * (1 + math.cos(math.pi * ti / 4)) * min(1.0, (ti + 1 / 15) / 2)
+                for ti in t]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    whole = list(lrs)
+    lrs.clear()
+    with monkeypatch.context() as m:
+        m.setattr(loop.Trainer, "_agree_to_stop",
+                  lambda self, stop: (self.state.epoch, self.state.step_in_epoch) == (1, 4))
+        with pytest.raises(loop.TrainingInterrupted):
+            vaekit.train(config, out=tmp_path / "p", progress=False, pictures=False)
+    vaekit.train(resume=tmp_path / "p", progress=False, pictures=False)
+    assert lrs == whole
+    with pytest.raises(ConfigError, match="lr-warmup"):
+        config.replace(lr_warmup=-1.0)
