@@ -13,7 +13,7 @@ from torch import Tensor
 from vaekit import Config, build_model
 from vaekit.errors import ConfigError, NoLikelihoodError
 from vaekit.evaluate import ais_log_likelihood, bdmc, exact_log_likelihood
-from vaekit.evaluate.ais import hmc_transition, sigmoid_schedule
+from vaekit.evaluate.ais import PathPoint, hmc_transition, sigmoid_schedule
 from vaekit.models import LatentVariableModel
 
 
@@ -101,12 +101,10 @@ class _CorrelatedGaussian:
         self.precision = torch.linalg.inv(torch.tensor([[1.0, rho], [rho, 1.0]],
                                                        dtype=torch.float64))
 
-    def evaluate(self, z: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    def evaluate(self, z: Tensor, beta: float, any_beta: bool = True) -> PathPoint:
         pz = z @ self.precision  # (M, B, 2)
-        return -0.5 * (pz * z).sum(-1), torch.zeros(z.shape[:-1], dtype=z.dtype), -pz
-
-    def log_start_and_ratio(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.evaluate(z, 1.0)[:2]
+        zero = torch.zeros(z.shape[:-1], dtype=z.dtype)
+        return PathPoint(z, -0.5 * (pz * z).sum(-1), zero, beta, grad=-pz)
 
 
 def test_the_hmc_kernel_leaves_a_correlated_gaussian_invariant() -> None:
@@ -120,10 +118,11 @@ def test_the_hmc_kernel_leaves_a_correlated_gaussian_invariant() -> None:
     target = _CorrelatedGaussian(rho)
     step = torch.full((1, n, 1), 0.4, dtype=torch.float64)
     acceptance = []
+    point = target.evaluate(z, 1.0)
     for _ in range(30):
-        z, _, a = hmc_transition(target, z, 1.0, step, 5, g)  # type: ignore[arg-type]
+        point, a = hmc_transition(target, point, 1.0, step, 5, g)  # type: ignore[arg-type]
         acceptance.append(float(a.mean()))
-    flat = z[0]
+    flat = point.z[0]
     se = 1 / math.sqrt(n)  # of a mean; a covariance's is about sqrt(2) times it
     assert flat.mean(0).abs().max() < 5 * se * 3  # the chains' draws are correlated across steps
     torch.testing.assert_close(torch.cov(flat.T), cov, atol=0.04, rtol=0)
