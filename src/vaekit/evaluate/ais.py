@@ -70,13 +70,57 @@ class AnnealingResult:
     acceptance: float
 
 
+class PathPoint:
+    """A point z (M, B, D) of the path, evaluated: log r(z) and l(z), each (M, B), and the
+    gradient of log f_beta there, either for any beta (from the separate gradients of log r
+    and l) or for the one beta it was evaluated at."""
+
+    __slots__ = ("beta", "grad", "grad_r", "grad_ratio", "log_r", "ratio", "z")
+
+    def __init__(self, z: Tensor, log_r: Tensor, ratio: Tensor, beta: float,
+                 grad: Tensor | None = None, grad_r: Tensor | None = None,
+                 grad_ratio: Tensor | None = None) -> None:
+        self.z, self.log_r, self.ratio, self.beta = z, log_r, ratio, beta
+        self.grad, self.grad_r, self.grad_ratio = grad, grad_r, grad_ratio
+
+    def log_f(self, beta: float) -> Tensor:
+        return self.log_r + beta * self.ratio  # (M, B)
+
+    def grad_at(self, beta: float) -> Tensor | None:
+        """d log f_beta / dz (M, B, D), or None where it was evaluated at another beta."""
+        if self.grad_r is not None and self.grad_ratio is not None:
+            return self.grad_r + beta * self.grad_ratio
+        return self.grad if beta == self.beta else None
+
+    def where(self, keep_other: Tensor, other: PathPoint) -> PathPoint:
+        """`other` where `keep_other` (M, B), else this point."""
+        rows = keep_other.unsqueeze(-1)
+
+        def pick(a: Tensor | None, b: Tensor | None, mask: Tensor) -> Tensor | None:
+            return None if a is None or b is None else torch.where(mask, b, a)
+
+        return PathPoint(torch.where(rows, other.z, self.z),
+                         torch.where(keep_other, other.log_r, self.log_r),
+                         torch.where(keep_other, other.ratio, self.ratio), other.beta,
+                         pick(self.grad, other.grad, rows), pick(self.grad_r, other.grad_r, rows),
+                         pick(self.grad_ratio, other.grad_ratio, rows))
+
+
 class AnnealingPath:
     """log f_beta(z) = log r(z) + beta l(z) for examples x (B, ...) and latents z (M, B, D):
-    r the prior (`start` None) or a start distribution over (B, D) with a density at any z."""
+    r the prior (`start` None) or a start distribution over (B, D) with a density at any z.
+
+    The gradients of log r and of l are taken apart at the last leapfrog position (and the
+    start), so that the point a transition ends at serves the next beta without a new
+    evaluation: each HMC transition costs L gradient evaluations, not L + 1. At the other
+    positions one gradient of log f_beta is taken, unless log r has no network between it and
+    z (a start distribution, the prior of one latent group), where apart costs nothing; a
+    hierarchy's log p(z) runs through the top-down networks."""
 
     def __init__(self, model: LatentVariableModel, x: Tensor, condition: Tensor | None,
                  start: Distribution | None = None) -> None:
         self.model, self.x, self.condition, self.start = model, x, condition, start
+        self.separate_gradients = start is not None or len(model.latent_groups) == 1
 
     def log_start_and_ratio(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(log r(z), l(z) = log p(x, z) - log r(z)), each (M, B)."""
@@ -86,38 +130,47 @@ class AnnealingPath:
         log_r = self.start.log_prob(z)
         return log_r, log_pz + log_px_z - log_r
 
-    def evaluate(self, z: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
-        """(log f_beta(z), l(z), d log f_beta / dz) at z (M, B, D), detached."""
+    def evaluate(self, z: Tensor, beta: float, any_beta: bool = True) -> PathPoint:
+        """The point z (M, B, D) with its gradient, for any beta (`any_beta`, or where that
+        costs nothing) or for `beta` alone, detached."""
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
-            log_r, ratio = self.log_start_and_ratio(z)
-            log_f = log_r + beta * ratio  # (M, B)
-            (grad,) = torch.autograd.grad(log_f.sum(), z)
-        return log_f.detach(), ratio.detach(), grad
+            log_r, ratio = self.log_start_and_ratio(z)  # (M, B) each
+            if any_beta or self.separate_gradients:
+                (grad_r,) = torch.autograd.grad(log_r.sum(), z, retain_graph=True)
+                (grad_ratio,) = torch.autograd.grad(ratio.sum(), z)
+                return PathPoint(z.detach(), log_r.detach(), ratio.detach(), beta,
+                                 grad_r=grad_r, grad_ratio=grad_ratio)
+            (grad,) = torch.autograd.grad((log_r + beta * ratio).sum(), z)
+        return PathPoint(z.detach(), log_r.detach(), ratio.detach(), beta, grad=grad)
 
 
-def hmc_transition(path: AnnealingPath, z: Tensor, beta: float, step: Tensor, leapfrog: int,
-                   generator: torch.Generator, current: tuple[Tensor, Tensor, Tensor] | None = None
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-    """One HMC transition leaving f_beta invariant, for z (M, B, D) with per-chain step sizes
-    `step` (M, B, 1): (the new z, its l(z), the acceptance probabilities (M, B)). `current` is
-    `path.evaluate(z, beta)` where the caller has it."""
-    log_f0, ratio0, grad = current if current is not None else path.evaluate(z, beta)
+def hmc_transition(path: AnnealingPath, point: PathPoint, beta: float, step: Tensor,
+                   leapfrog: int, generator: torch.Generator) -> tuple[PathPoint, Tensor]:
+    """One HMC transition leaving f_beta invariant, from `point` (chains z (M, B, D)) with
+    per-chain step sizes `step` (M, B, 1): (the new point, the acceptance probabilities
+    (M, B))."""
+    grad = point.grad_at(beta)
+    if grad is None:
+        point = path.evaluate(point.z, beta)
+        grad = point.grad_at(beta)
+    assert grad is not None
+    z = point.z
     momentum0 = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
     momentum = momentum0 + 0.5 * step * grad  # (M, B, D), a half step
-    z_new = z
+    proposal = point
     for i in range(leapfrog):
-        z_new = z_new + step * momentum
-        log_f, ratio, grad = path.evaluate(z_new, beta)
+        proposal = path.evaluate(proposal.z + step * momentum, beta, i + 1 == leapfrog)
+        grad = proposal.grad_at(beta)
+        assert grad is not None
         momentum = momentum + (step if i + 1 < leapfrog else 0.5 * step) * grad
     kinetic0 = 0.5 * momentum0.pow(2).sum(-1)
     kinetic = 0.5 * momentum.pow(2).sum(-1)
-    log_accept = ((log_f - kinetic) - (log_f0 - kinetic0)).clamp(max=0.0)  # (M, B)
+    log_accept = ((proposal.log_f(beta) - kinetic) - (point.log_f(beta) - kinetic0)
+                  ).clamp(max=0.0)  # (M, B)
     log_accept = torch.nan_to_num(log_accept, nan=-math.inf)  # a diverged trajectory: reject
     u = torch.rand(log_accept.shape, generator=generator, device=z.device, dtype=z.dtype)
-    accept = u.log() < log_accept
-    z_out = torch.where(accept.unsqueeze(-1), z_new, z)
-    return z_out, torch.where(accept, ratio, ratio0), log_accept.exp()
+    return point.where(u.log() < log_accept, proposal), log_accept.exp()
 
 
 def anneal(path: AnnealingPath, z0: Tensor, betas: Tensor, leapfrog: int,
@@ -133,13 +186,15 @@ def anneal(path: AnnealingPath, z0: Tensor, betas: Tensor, leapfrog: int,
     average = torch.full(z.shape[:-1], TARGET_ACCEPTANCE, dtype=z.dtype, device=z.device)
     accepted, transitions = 0.0, 0
     steps = len(betas) - 1
+    if steps == 1:  # no transition: l(z_0) alone, without gradients
+        point = PathPoint(z, *path.log_start_and_ratio(z), beta=float(betas[0]))
+    else:
+        point = path.evaluate(z, float(betas[1]))
     for t in range(1, steps + 1):
-        beta = float(betas[t])
-        current = path.evaluate(z, beta) if t < steps else None
-        ratio = current[1] if current is not None else path.log_start_and_ratio(z)[1].detach()
-        log_w += (betas[t] - betas[t - 1]) * ratio.double()
+        log_w += (betas[t] - betas[t - 1]) * point.ratio.double()
         if t < steps:
-            z, _, acceptance = hmc_transition(path, z, beta, step, leapfrog, generator, current)
+            point, acceptance = hmc_transition(path, point, float(betas[t]), step, leapfrog,
+                                               generator)
             average = 0.9 * average + 0.1 * acceptance
             step = (step * torch.where(average > TARGET_ACCEPTANCE, 1.02, 0.98).unsqueeze(-1)
                     ).clamp(MIN_STEP, MAX_STEP)
