@@ -39,12 +39,28 @@ from vaekit.evaluate.linear import (
 from vaekit.models import LatentVariableModel
 
 __all__ = [
-    "DEFAULT_CHUNK_ROWS", "AISLogLikelihood", "BDMCBounds", "ais_log_likelihood", "ais_report",
-    "bdmc", "bdmc_report", "LogLikelihood", "active_units", "active_units_per_group",
-    "amortization_gap", "bits_per_dim",
-    "dataset_elbo", "evaluate", "exact_log_likelihood", "kl_per_dimension",
-    "linear_gaussian_marginal", "log_likelihood", "marginal_log_likelihood", "posterior_means",
-    "ppca_log_likelihood", "side_term_report",
+    "DEFAULT_CHUNK_ROWS",
+    "AISLogLikelihood",
+    "BDMCBounds",
+    "LogLikelihood",
+    "active_units",
+    "active_units_per_group",
+    "ais_log_likelihood",
+    "ais_report",
+    "amortization_gap",
+    "bdmc",
+    "bdmc_report",
+    "bits_per_dim",
+    "dataset_elbo",
+    "evaluate",
+    "exact_log_likelihood",
+    "kl_per_dimension",
+    "linear_gaussian_marginal",
+    "log_likelihood",
+    "marginal_log_likelihood",
+    "posterior_means",
+    "ppca_log_likelihood",
+    "side_term_report",
 ]
 
 

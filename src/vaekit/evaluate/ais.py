@@ -5,7 +5,7 @@ generative models").
 A geometric path from a normalised start r(z) (the prior p(z), or q(z|x)) to the unnormalised
 posterior p(x, z), over T steps 0 = beta_0 < beta_1 < ... < beta_T = 1:
 
-    f_t(z) = r(z) [p(x, z) / r(z)]^beta_t,        log f_t = log r + beta_t l,  l = log p(x,z) - log r
+    f_t(z) = r(z) [p(x, z) / r(z)]^beta_t,   log f_t = log r + beta_t l,   l = log p(x, z) - log r
 
 (from the prior, l = log p(x|z)). z_0 ~ r; for t = 1..T, log w += (beta_t - beta_{t-1}) l(z_{t-1}),
 then z_t ~ K_t(. | z_{t-1}), an HMC kernel that leaves f_t invariant (the last one is skipped:

@@ -20,8 +20,8 @@ from torch import Tensor
 from vaekit.errors import NoLikelihoodError
 from vaekit.evaluate.ais import (
     AnnealingPath,
-    anneal,
     ais_log_likelihood,
+    anneal,
     check_ais_options,
     chunk_sizes,
     sigmoid_schedule,
@@ -114,8 +114,8 @@ def bdmc(model: LatentVariableModel, n: int = 100, steps: int = 1000, chains: in
         bar.close()
         for p in trainable:
             p.requires_grad_(True)
-    return BDMCBounds(x.cpu(), forward.per_example, upper, steps, chains, leapfrog, forward.acceptance,
-                      sum(acceptances) / len(acceptances))
+    return BDMCBounds(x.cpu(), forward.per_example, upper, steps, chains, leapfrog,
+                      forward.acceptance, sum(acceptances) / len(acceptances))
 
 
 def bdmc_report(bounds: BDMCBounds) -> dict[str, Any]:
