@@ -88,12 +88,12 @@ def main() -> None:
     parser.add_argument("--hvae", help="a trained hierarchy run (default: initial weights)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    x = (torch.rand(args.examples, 784, generator=torch.Generator().manual_seed(0)) < 0.3
-         ).float()
     work = args.examples * args.chains * args.steps
     results = {}
     for name, run in (("burda-vae", args.vae), ("hvae-mnist", args.hvae)):
         model = _model(name, run)
+        x = (torch.rand(args.examples, *model.event_shape,
+                        generator=torch.Generator().manual_seed(0)) < 0.3).float()
         times: dict[str, list[float]] = {"vaekit": [], "plain": []}
         for _ in range(args.repeats):  # interleaved: both see the same machine load
             for kind in times:
