@@ -198,6 +198,16 @@ def _bad_inputs(tmp: Path, run: Path) -> list[tuple[str, list[str], str]]:
          "--free-bits does not apply to --model ae"),
         ("the IWAE bound for an autoencoder", ["train", "--model", "ae", "--objective", "iwae"],
          "no KL term and no likelihood"),
+        ("AIS with zero steps", ["evaluate", str(run), "--ais-steps", "0"], "--ais-steps"),
+        ("AIS with negative chains", ["evaluate", str(run), "--ais-steps", "2", "--ais-chains",
+                                      "-3"], "--ais-chains"),
+        ("AIS with zero leapfrog steps", ["evaluate", str(run), "--ais-steps", "2",
+                                          "--ais-leapfrog", "0"], "--ais-leapfrog"),
+        ("BDMC with zero examples", ["evaluate", str(run), "--bdmc", "0"], "--bdmc"),
+        ("BDMC on a model without a sampler", ["evaluate", str(ae_run), "--bdmc", "5"],
+         "no prior to sample from"),
+        ("AIS on a model without a density over continuous latents",
+         ["evaluate", str(ae_run), "--ais-steps", "5"], "need a density over continuous latents"),
         ("quality with neither run nor samples", ["quality"], "either a run directory or"),
         ("quality: samples of the wrong shape", ["quality", "--samples", str(big), "--data",
                                                  "digits"], "samples of shape (20, 4)"),
@@ -305,6 +315,24 @@ def test_a_single_sample_evaluation_says_it_is_no_likelihood_estimate(
     assert any("single-sample estimate (k=1)" in r for r in rows)
     assert any("not a likelihood estimate" in r for r in rows)
     assert not any(r.split()[0] in ("NLL", "log") for r in rows), rows  # no row names it NLL
+
+
+def test_evaluate_adds_ais_and_bdmc_with_their_documented_keys(
+        tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tiny_run), "--n", "4", "--k", "10", "--ais-steps", "3",
+                 "--ais-chains", "2", "--ais-leapfrog", "2", "--bdmc", "3", "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    for key in ("ais_log_likelihood", "ais_nll", "ais_nll_stderr", "ais_acceptance",
+                "ais_steps", "ais_chains", "ais_leapfrog", "ais_start", "ais_seconds",
+                "bdmc_n", "bdmc_steps", "bdmc_lower", "bdmc_upper", "bdmc_gap",
+                "bdmc_gap_stderr", "bdmc_acceptance_forward", "bdmc_acceptance_reverse",
+                "bdmc_seconds"):
+        assert key in report, key
+        assert f"`{key}`" in (Path(__file__).parents[1] / "docs" / "ais.md").read_text(), key
+    assert report["ais_steps"] == 3 and report["ais_chains"] == 2 and report["bdmc_n"] == 3
+    assert report["bdmc_gap"] == pytest.approx(report["bdmc_upper"] - report["bdmc_lower"])
+    assert "NLL, AIS (T=3, M=2)" in out and "BDMC on 3 simulated examples" in out
 
 
 # ---------------------------------------------------------------- -o and the files a command reads

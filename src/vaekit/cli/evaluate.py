@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.cli.common import _eval_data
-from vaekit.cli.parser import DEFAULT_EVAL_K
+from vaekit.cli.parser import DEFAULT_BDMC_STEPS, DEFAULT_EVAL_K
 from vaekit.config import ConfigError
 from vaekit.errors import NoLikelihoodError, VaekitError
 
@@ -43,6 +43,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.run import EVALUATION_FILE
 
     model, info, (x, data, labels) = _eval_data(args)
+    if args.ais_steps or args.bdmc:  # before the autoencoder's refusal: it names the method
+        _check_ais(model, args)
     if not model.has_likelihood:
         raise NoLikelihoodError(f"{args.run} is a plain autoencoder: it has no likelihood, so no "
                                 f"ELBO, log p(x) or bits/dim; {_reconstruction_error(model, x)} "
@@ -60,6 +62,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.amortization_gap:  # of the values' likelihood, as the rows above
         with model.likelihood.main_term_only():
             report.update(amortization_gap(model, x[:args.amortization_gap], seed=args.seed))
+    if args.ais_steps or args.bdmc:
+        with model.likelihood.main_term_only():
+            report.update(_ais_and_bdmc(model, x, labels, args))
     report["estimate"] = ESTIMATE_SINGLE if args.k == 1 else ESTIMATE_IW
     report.setdefault("k", args.k)
     print(f"{data.name} {args.split}: n={report['n']} examples, k={args.k}, "
@@ -86,12 +91,65 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {'  standard error':<36} {report['marginal_nll_stderr']:>12.4f}")
         print(f"  (k={args.k} for each of {model.condition_dim} classes; p(c): "
               f"{report['class_prior']}; this one compares with an unconditional NLL)")
+    _print_ais(report)
     if "caveat" in report:
         print(f"  caveat: {report['caveat']}")
     _save_report(Path(args.run) / EVALUATION_FILE, report)
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _check_ais(model: Any, args: argparse.Namespace) -> None:
+    """One-line refusals of AIS and BDMC where the model cannot have them."""
+    from vaekit.evaluate.ais import check_ais_options
+
+    if args.bdmc and not model.can_sample:
+        raise NoLikelihoodError(f"--bdmc simulates data from the model; {args.run} has no prior "
+                                f"to sample from (fit one: vaekit fit-prior {args.run} ...)")
+    if not model.has_joint_density:
+        raise NoLikelihoodError(f"--ais-steps/--bdmc need a density over continuous latents, "
+                                f"log p(x, z); {args.run} ({type(model).__name__}) has none")
+    check_ais_options(model, args.ais_steps or DEFAULT_BDMC_STEPS, args.ais_chains,
+                      args.ais_leapfrog, args.ais_start)
+
+
+def _ais_and_bdmc(model: Any, x: Any, labels: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The report's ais_* keys (--ais-steps) and bdmc_* keys (--bdmc), each with its seconds."""
+    import time
+
+    from vaekit.evaluate import ais_log_likelihood, ais_report, bdmc, bdmc_report
+
+    out: dict[str, Any] = {}
+    progress = not args.json
+    if args.ais_steps:
+        start = time.perf_counter()
+        result = ais_log_likelihood(model, x, args.ais_steps, args.ais_chains, args.ais_leapfrog,
+                                    args.ais_start, chunk_rows=args.chunk_rows, seed=args.seed,
+                                    progress=progress, condition=labels)
+        out.update(ais_report(result), ais_seconds=round(time.perf_counter() - start, 3))
+    if args.bdmc:
+        start = time.perf_counter()
+        bounds = bdmc(model, args.bdmc, args.ais_steps or DEFAULT_BDMC_STEPS, args.ais_chains,
+                      args.ais_leapfrog, chunk_rows=args.chunk_rows, seed=args.seed,
+                      progress=progress)
+        out.update(bdmc_report(bounds), bdmc_seconds=round(time.perf_counter() - start, 3))
+    return out
+
+
+def _print_ais(report: dict[str, Any]) -> None:
+    """The AIS and BDMC rows, where they were asked for."""
+    if "ais_nll" in report:
+        label = f"NLL, AIS (T={report['ais_steps']}, M={report['ais_chains']})"
+        print(f"  {label:<36} {report['ais_nll']:>12.4f}")
+        print(f"  {'  standard error':<36} {report['ais_nll_stderr']:>12.4f}")
+        print(f"  {'  HMC acceptance rate':<36} {report['ais_acceptance']:>12.4f}")
+    if "bdmc_gap" in report:
+        print(f"  BDMC on {report['bdmc_n']} simulated examples (T={report['bdmc_steps']}, "
+              f"M={report['bdmc_chains']}): log p(x) in [lower, upper]")
+        for label, key in (("  lower (forward AIS)", "bdmc_lower"),
+                           ("  upper (reverse AIS)", "bdmc_upper"), ("  gap", "bdmc_gap")):
+            print(f"  {label:<36} {report[key]:>12.4f}")
 
 
 def _print_side_term(report: dict[str, Any], k: int) -> None:

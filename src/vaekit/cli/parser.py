@@ -24,6 +24,8 @@ EPILOG = ("Docs: the manual in docs/ (mkdocs serve). Every value is per example,
           "summed over data dimensions.")
 #: `vaekit evaluate`'s importance samples: enough for an estimate worth the name log p(x).
 DEFAULT_EVAL_K = 1000
+#: `vaekit evaluate --bdmc`'s annealing steps when --ais-steps is not given
+DEFAULT_BDMC_STEPS = 100
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,6 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="decode through torch.compile (default: on a CPU from 5 million "
                        "(sample, example) rows, where it pays back its compilation)")
 
+    def add_ais(p: argparse.ArgumentParser) -> None:
+        from vaekit.evaluate.ais import STARTS
+
+        p.add_argument("--ais-steps", type=_positive_int, metavar="T", help="also estimate "
+                       "log p(x) by annealed importance sampling with T intermediate "
+                       "distributions (HMC; Wu et al. 2017 use 10000); the steps of --bdmc "
+                       f"(default there: {DEFAULT_BDMC_STEPS})")
+        p.add_argument("--ais-chains", type=_positive_int, default=16, metavar="M",
+                       help="AIS chains per example (default: 16)")
+        p.add_argument("--ais-leapfrog", type=_positive_int, default=10, metavar="L",
+                       help="leapfrog steps per HMC transition (default: 10)")
+        p.add_argument("--ais-start", choices=tuple(STARTS), default="prior",
+                       help="where the AIS path starts: " + "; ".join(
+                           f"{k}: {v}" for k, v in STARTS.items()) + " (default: prior)")
+        p.add_argument("--bdmc", type=_positive_int, metavar="N", help="simulate N examples "
+                       "from the model and bound their log p(x) by forward and reverse AIS "
+                       "(bidirectional Monte Carlo): the gap says how far to trust AIS")
+
     p = sub.add_parser("evaluate", help="ELBO, importance-weighted log p(x), bits/dim, "
                        "active units", description="Evaluate a run on a data split. --k 5000 is "
                        "the standard for published log-likelihoods; --k 1 gives only a "
@@ -198,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "evaluation per class)")
     p.add_argument("--amortization-gap", type=_positive_int, default=0, metavar="M",
                    help="also measure the amortization gap on the first M examples")
+    add_ais(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     p = sub.add_parser("sample", help="draw samples from the prior through the decoder")

@@ -1,5 +1,6 @@
-"""Honest evaluation: the ELBO, the importance-weighted log-likelihood, bits/dim and the
-diagnostics of what the ELBO hides.
+"""Honest evaluation: the ELBO, the importance-weighted log-likelihood, annealed importance
+sampling with its bidirectional Monte Carlo bounds, bits/dim and the diagnostics of what the
+ELBO hides.
 
 Layer: evaluation and sample quality, above the models and the run directory; it may import them
 and everything below, never training, the views or the interfaces (see
@@ -14,6 +15,8 @@ from typing import Any
 from torch import Tensor
 
 from vaekit.distributions import bits_per_dim
+from vaekit.evaluate.ais import AISLogLikelihood, ais_log_likelihood, ais_report
+from vaekit.evaluate.bdmc import BDMCBounds, bdmc, bdmc_report
 from vaekit.evaluate.diagnostics import (
     active_units,
     active_units_per_group,
@@ -36,11 +39,28 @@ from vaekit.evaluate.linear import (
 from vaekit.models import LatentVariableModel
 
 __all__ = [
-    "DEFAULT_CHUNK_ROWS", "LogLikelihood", "active_units", "active_units_per_group",
-    "amortization_gap", "bits_per_dim",
-    "dataset_elbo", "evaluate", "exact_log_likelihood", "kl_per_dimension",
-    "linear_gaussian_marginal", "log_likelihood", "marginal_log_likelihood", "posterior_means",
-    "ppca_log_likelihood", "side_term_report",
+    "DEFAULT_CHUNK_ROWS",
+    "AISLogLikelihood",
+    "BDMCBounds",
+    "LogLikelihood",
+    "active_units",
+    "active_units_per_group",
+    "ais_log_likelihood",
+    "ais_report",
+    "amortization_gap",
+    "bdmc",
+    "bdmc_report",
+    "bits_per_dim",
+    "dataset_elbo",
+    "evaluate",
+    "exact_log_likelihood",
+    "kl_per_dimension",
+    "linear_gaussian_marginal",
+    "log_likelihood",
+    "marginal_log_likelihood",
+    "posterior_means",
+    "ppca_log_likelihood",
+    "side_term_report",
 ]
 
 

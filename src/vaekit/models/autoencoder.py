@@ -66,6 +66,7 @@ class Autoencoder(LatentVariableModel):
 
     #: its objective is reconstruction, not an ELBO
     has_likelihood = False
+    has_joint_density = False
     objective_name = RECONSTRUCTION_OBJECTIVE
 
     def __init__(self, body: nn.Module, features: int, decoder: nn.Module,
@@ -108,6 +109,10 @@ class Autoencoder(LatentVariableModel):
         log_px_z = self.log_px_z(self.decoder(z), y)  # (B,)
         k = k if noise is None else noise.shape[0]
         return ReconstructionTerms(log_px_z.unsqueeze(0).expand(k, -1), self.latent_dim)
+
+    def prior_and_decoder(self, z: Tensor, condition: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        raise NoLikelihoodError(f"{NO_LIKELIHOOD}, hence no joint density p(x, z)")
 
     def elbo(self, x: Tensor | np.ndarray, k: int = 1, *, condition: Any = None,
              grad: bool = False) -> dict[str, Tensor]:

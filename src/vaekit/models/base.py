@@ -21,6 +21,11 @@ A model gives:
   posteriors along the posterior means), `decode(z)` maps it to p(x|z), `sample(n,
   temperature=T)` draws from the prior with its noise scaled by T, and `reconstruct(x)` decodes
   the posterior mean.
+- the joint density at any latent vector, for a model with continuous latents
+  (`has_joint_density`): `log_joint(x, z)` = log p(x|z) + log p(z) (*batch,), differentiable in
+  z, from `prior_and_decoder(z)`, which gives log p(z) and the likelihood's parameters in one
+  pass (a hierarchy's log p(z) = sum_l log p(z_l | z_>l), top-down from the given z). MCMC
+  evaluation (annealed importance sampling) needs nothing else.
 - the data's units: `standardize` (or None), applied on the way in and undone on the way out,
   its Jacobian included in log p(x|z).
 - a condition, where the model is conditional (`condition_dim` > 0: a conditional VAE, Sohn et
@@ -62,6 +67,9 @@ class LatentVariableModel(nn.Module):
     has_likelihood: bool = True
     #: what its training objective is called in progress lines
     objective_name: str = "ELBO"
+    #: False for a model with no density over continuous latents (a plain autoencoder, discrete
+    #: codes): no `log_joint`, so no annealed importance sampling
+    has_joint_density: bool = True
 
     def __init__(self, likelihood: Likelihood, event_shape: tuple[int, ...],
                  latent_groups: tuple[int, ...], standardize: Standardize | None = None) -> None:
@@ -131,6 +139,13 @@ class LatentVariableModel(nn.Module):
         """n latent vectors (n, latent_dim) from the prior, its noise scaled by `temperature`."""
         raise NotImplementedError
 
+    def prior_and_decoder(self, z: Tensor, condition: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """(log p(z) (*batch,), the likelihood's parameters (*batch, *param_shape)) at latents
+        z (*batch, latent_dim) (and a one-hot condition), differentiable in z; no input
+        checks. A model without `has_joint_density` refuses."""
+        raise NotImplementedError
+
     @property
     def can_sample(self) -> bool:
         """Whether `sample` has a prior to draw from (an autoencoder: once one is fitted)."""
@@ -143,6 +158,20 @@ class LatentVariableModel(nn.Module):
         """Standard-normal noise of shape (k, batch, noise_dim) for `terms`."""
         device = device or self._device()
         return torch.randn(k, batch, self.noise_dim, generator=generator, device=device)
+
+    def joint_terms(self, x: Tensor, z: Tensor,
+                    condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(log p(z), log p(x|z)), each (*batch,), for x (B, *event_shape) in the data's units
+        and latents z (*batch, B, latent_dim) (x broadcasts over the leading dimensions), with
+        a one-hot `condition` (B, condition_dim) for a conditional model."""
+        log_pz, params = self.prior_and_decoder(z, condition)
+        return log_pz, self.log_px_z(params, self.to_model_units(x))
+
+    def log_joint(self, x: Tensor, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        """log p(x, z) = log p(x|z) + log p(z), (*batch,), differentiable in z (see
+        `joint_terms`): the unnormalised posterior that MCMC samples."""
+        log_pz, log_px_z = self.joint_terms(x, z, condition)
+        return log_pz + log_px_z
 
     def decode(self, z: Tensor | np.ndarray, *, condition: Any = None,
                grad: bool = False) -> Distribution:

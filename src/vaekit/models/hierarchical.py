@@ -93,6 +93,14 @@ class GroupDraw:
                  eps: Tensor) -> None:
         self.log_var_p, self.dmu, self.dlog_var, self.eps = log_var_p, dmu, dlog_var, eps
 
+    @classmethod
+    def of_prior(cls, z: Tensor, mu_p: Tensor | None, log_var_p: Tensor | None) -> GroupDraw:
+        """A given z_l (N, size) as a draw whose posterior is the prior itself (dmu = dlogvar
+        = 0, eps = (z_l - mu_p) / sigma_p), so that `log_p` is log p(z_l | z_>l) at it."""
+        eps = z if mu_p is None or log_var_p is None else (z - mu_p) * torch.exp(-0.5 * log_var_p)
+        zero = eps.new_zeros(())
+        return cls(log_var_p, zero, zero, eps)
+
     def kl(self) -> Tensor:
         """KL(q(z_l | z_>l, x) || p(z_l | z_>l)), (N,)."""
         dmu2 = self.dmu * self.dmu
@@ -123,14 +131,23 @@ class HierarchicalTerms(LogWeightTerms):
     """The log-weight terms of a top-down hierarchy: sums over the groups of log p(z_l | z_>l)
     and log q(z_l | z_>l, x), each (k, B), and the closed-form KL of each group."""
 
-    def __init__(self, log_px_z: Tensor, draws: list[GroupDraw]) -> None:
+    def __init__(self, log_px_z: Tensor, draws: list[GroupDraw],
+                 zs: list[Tensor] | None = None) -> None:
         self.log_px_z = log_px_z
         self.draws = draws
+        self._zs = zs
         self.units = len(draws)
         self._shape = log_px_z.shape  # (k, B)
         self._kls: list[Tensor] | None = None
         self._log_pz: Tensor | None = None
         self._log_qz: Tensor | None = None
+
+    @property
+    def z(self) -> Tensor:
+        """The samples of every group concatenated, (k, B, latent_dim)."""
+        if self._zs is None:
+            raise ValueError("these terms were built without their samples")
+        return torch.cat(self._zs, -1).view(*self._shape, -1)
 
     def _group_kls(self) -> list[Tensor]:
         if self._kls is None:
@@ -171,6 +188,8 @@ class TopDownVAE(LatentVariableModel):
       p(z_g | z_>g) with eps_g scaled by `temperature`, or the latents `given`. eps, the given
       latents and the returned draws and samples are per group, flat (n, size_g), in the order
       of `latent_groups`; the last result is the likelihood's parameters (n, *param_shape).
+      The draws are the posterior's (with `features`), or the given latents under the prior
+      (`GroupDraw.of_prior`, with `given`), or none (sampling from the prior).
     """
 
     def _bottom_up(self, y: Tensor) -> list[Tensor]:
@@ -200,10 +219,10 @@ class TopDownVAE(LatentVariableModel):
         k = noise.shape[0]
         # every sample of an example sees its features: rows (k B), sample-major
         features = repeat_for_samples(self._bottom_up(y) if cache is None else cache, k)
-        draws, _, params = self._top_down(k * batch, features,
-                                          self._split(noise.reshape(k * batch, -1)))
+        draws, zs, params = self._top_down(k * batch, features,
+                                           self._split(noise.reshape(k * batch, -1)))
         log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
-        return HierarchicalTerms(log_px_z, draws)
+        return HierarchicalTerms(log_px_z, draws, zs)
 
     def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
                grad: bool = False) -> DiagonalNormal:
@@ -224,6 +243,17 @@ class TopDownVAE(LatentVariableModel):
         flat = z.reshape(-1, z.shape[-1])
         _, _, params = self._top_down(len(flat), None, [], given=self._split(flat))
         return params.reshape(*batch, *params.shape[1:])
+
+    def prior_and_decoder(self, z: Tensor, condition: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """log p(z) = sum_l log p(z_l | z_>l), computed top-down from the given z
+        (*batch, latent_dim), and the likelihood's parameters, in one pass."""
+        self.as_condition(condition, None, "log p(x, z)")  # unconditional: refuses one
+        batch = z.shape[:-1]
+        flat = z.reshape(-1, z.shape[-1])  # (N, latent_dim)
+        draws, _, params = self._top_down(len(flat), None, [], given=self._split(flat))
+        log_pz = torch.stack([d.log_p() for d in draws]).sum(0)  # (N,)
+        return log_pz.view(batch), params.reshape(*batch, *params.shape[1:])
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        temperature: float = 1.0) -> Tensor:
@@ -296,6 +326,7 @@ class HierarchicalVAE(TopDownVAE):
                 log_var_p = soft_clamp(log_var_p, PRIOR_LOG_VAR_BOUND)
             if given is not None:
                 z = given[i]
+                draws.insert(0, GroupDraw.of_prior(z, mu_p, log_var_p))
             elif features is None:  # from the prior, at a temperature
                 z = temperature * eps[i]
                 if mu_p is not None and log_var_p is not None:

@@ -187,6 +187,7 @@ class ConvHierarchicalVAE(TopDownVAE):
             mu_p, log_var_p, feature = self._prior(i, state)
             if given is not None:
                 z = given[i].view(shape)
+                draws.append(GroupDraw.of_prior(given[i], mu_p.flatten(1), log_var_p.flatten(1)))
             elif features is None:
                 z = mu_p + torch.exp(0.5 * log_var_p) * (temperature * eps[i].view(shape))
             else:

@@ -149,6 +149,18 @@ class VAE(LatentVariableModel):
         params = self.decoder(z.reshape(-1, z.shape[-1]))
         return params.reshape(*batch, *params.shape[1:])
 
+    def prior_and_decoder(self, z: Tensor, condition: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """log p(z) (*batch,) under the model's prior (its own, a VampPrior's mixture of
+        posteriors, or a fitted one) and the decoder's parameters at z (*batch, latent_dim).
+        A fitted diffusion prior is refused: its log p(z) is a bound from one random
+        trajectory, not a density differentiable in z."""
+        p_z = self.prior(self.posterior)
+        if not getattr(p_z, "has_exact_log_prob", True):
+            raise ConfigError(f"the model's prior ({type(p_z).__name__}) has no exact log p(z) "
+                              f"differentiable in z (a one-trajectory bound); MCMC needs one")
+        return p_z.log_prob(z), self.decoder_params(z, condition)
+
     def inference_cache(self, x: Tensor,
                         condition: Tensor | None = None) -> tuple[Distribution, Distribution]:
         """(q(z|x), p(z)): one encoder pass and one prior (a VampPrior encodes its

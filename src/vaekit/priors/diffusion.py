@@ -137,6 +137,8 @@ class DiffusionDistribution(Distribution):
     arg_constraints: ClassVar[dict[str, Any]] = {}
     support = constraints.real_vector
     has_rsample = False
+    #: its log_prob is a stochastic bound, not p(z): no MCMC on it (`VAE.prior_and_decoder`)
+    has_exact_log_prob = False
 
     def __init__(self, prior: DiffusionPrior) -> None:
         self.prior = prior
