@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+import vaekit
+from tests.conftest import run_cli
+from tests.test_distributed import _assert_same_model, _torchrun
 from vaekit import Config
 from vaekit.errors import ConfigError
 from vaekit.evaluate import dataset_elbo, log_likelihood
 from vaekit.evaluate.enumerate import estimated_gradients, exact_gradient, exact_terms
 from vaekit.models import MODELS, CategoricalOptions, CategoricalVAE, build_model
-from vaekit.models.categorical import temperature_at
+from vaekit.io import load_tensors
+from vaekit.models.categorical import ESTIMATORS, temperature_at
 
 
 def _model(estimator: str = "gumbel", prior: str = "uniform", variables: int = 3,
@@ -157,3 +162,44 @@ def test_the_options_are_registered_and_recorded() -> None:
     recorded = config.model_options["categorical"]
     assert recorded == {f.name: getattr(CategoricalOptions(), f.name)
                         for f in dataclasses.fields(CategoricalOptions)}
+
+
+CATEGORICAL = Config(model="categorical", hidden=(32,), latent_dim=4, epochs=3, batch_size=50,
+                     iw_samples=2, model_options={"categorical": {"categories": 3,
+                                                                  "anneal_rate": 1e-2}})
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_a_resumed_categorical_run_continues_bit_exactly(tmp_path: Path, estimator: str) -> None:
+    """The uniform noise comes from the trainer's generator and the temperature's step is saved
+    with the weights, so two epochs and a resume to four are four epochs."""
+    config = CATEGORICAL.replace(model_options={"categorical": {
+        **CATEGORICAL.model_options["categorical"], "estimator": estimator}})
+    whole = vaekit.train(config.replace(epochs=4), out=tmp_path / "whole", progress=False,
+                         pictures=False)
+    vaekit.train(config.replace(epochs=2), out=tmp_path / "part", progress=False, pictures=False)
+    resumed = vaekit.train(resume=tmp_path / "part", epochs=4, progress=False, pictures=False)
+    w1, w2 = (load_tensors(tmp_path / run / "checkpoint.safetensors")[0]
+              for run in ("whole", "part"))
+    assert all(torch.equal(w1[k], w2[k]) for k in w1 if not k.startswith("rng"))
+    assert [r["val_elbo"] for r in whole.history] == [r["val_elbo"] for r in resumed.history]
+    steps = [v for k, v in w1.items() if k.endswith("steps")]
+    assert steps and all(int(s) == (4 * 30 if estimator != "reinforce-loo" else 0)
+                         for s in steps)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_two_processes_train_the_categorical_model_as_one(tmp_path: Path) -> None:
+    """Each process takes its rows of one global draw of uniform noise (and the weight
+    average carries the integer step count)."""
+    flags = ["--model", "categorical", "--hidden", "32", "--latent-dim", "4",
+             "--categorical-categories", "3", "--epochs", "2", "--batch-size", "40",
+             "--drop-last", "--threads", "1", "--quiet", "--ema", "0.9"]
+    r = _torchrun(2, "train", "--out", str(tmp_path / "ddp"), *flags)
+    assert r.returncode == 0, r.stderr[-3000:]
+    single = run_cli("train", "--out", str(tmp_path / "one"), *flags)
+    assert single.returncode == 0, single.stderr
+    (a, _), (b, _) = (load_tensors(tmp_path / run / "checkpoint.safetensors")
+                      for run in ("ddp", "one"))
+    _assert_same_model(a, b)
