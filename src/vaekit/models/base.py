@@ -106,6 +106,14 @@ class LatentVariableModel(nn.Module):
                 for i in range(n)]
 
     @property
+    def evaluated_name(self) -> str:
+        """What its evaluated bound is called in reports: "discrete ELBO" where z is discrete
+        (the discrete model's, never a relaxation's), else the objective's name."""
+        if self.latent_kind == "continuous":
+            return self.objective_name
+        return f"{self.latent_kind} ELBO"
+
+    @property
     def condition_dim(self) -> int:
         """The length of the one-hot condition (0: unconditional)."""
         return len(self.condition_classes)

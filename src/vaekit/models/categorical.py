@@ -134,6 +134,8 @@ class CategoricalVAE(LatentVariableModel):
                  likelihood: Likelihood, event_shape: tuple[int, ...], variables: int,
                  options: CategoricalOptions, standardize: Standardize | None = None) -> None:
         super().__init__(likelihood, event_shape, (variables * options.categories,), standardize)
+        if options.estimator == "gumbel":  # its training number is the relaxation's
+            self.objective_name = "relaxed ELBO"
         self.options = options
         self.variables, self.categories = variables, options.categories
         self.body, self.decoder = body, decoder
