@@ -5,9 +5,11 @@ against the enumerated one, the encoder's class probabilities and the bad-input 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -203,3 +205,34 @@ def test_two_processes_train_the_categorical_model_as_one(tmp_path: Path) -> Non
     (a, _), (b, _) = (load_tensors(tmp_path / run / "checkpoint.safetensors")
                       for run in ("ddp", "one"))
     _assert_same_model(a, b)
+
+
+def test_the_cli_trains_evaluates_and_encodes_the_discrete_model(tmp_path: Path) -> None:
+    run = tmp_path / "cat"
+    r = run_cli("train", "--out", str(run), "--model", "categorical", "--latent-dim", "4",
+                "--categorical-categories", "3", "--hidden", "32", "--epochs", "2",
+                "--batch-size", "50")
+    assert r.returncode == 0, r.stderr
+    assert "val discrete ELBO" in r.stderr and (run / "latent_classes.png").exists()
+    r = run_cli("evaluate", str(run), "--k", "20", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["latent_kind"] == "discrete" and "discrete model's" in report["evaluated_as"]
+    assert "the discrete model's" in r.stdout
+    r = run_cli("encode", str(run), "-o", str(tmp_path / "codes.npy"))
+    assert r.returncode == 0, r.stderr
+    probs = np.load(tmp_path / "codes.npy")
+    assert probs.shape == (180, 4, 3) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+    r = run_cli("report", str(run), "-o", str(tmp_path / "report.html"))
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--categorical-categories", "1"], "--categorical-categories must be an integer >= 2"),
+    (["--categorical-estimator", "reinforce-loo"], "needs --iw-samples >= 2"),
+    (["--categorical-temperature", "0"], "--categorical-temperature must be a finite number"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path: Path, flags: list[str], message: str) -> None:
+    r = run_cli("train", "--out", str(tmp_path / "bad"), "--model", "categorical", *flags)
+    assert r.returncode != 0 and message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
