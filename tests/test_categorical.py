@@ -20,8 +20,8 @@ from vaekit import Config
 from vaekit.errors import ConfigError
 from vaekit.evaluate import dataset_elbo, log_likelihood
 from vaekit.evaluate.enumerate import estimated_gradients, exact_gradient, exact_terms
-from vaekit.models import MODELS, CategoricalOptions, CategoricalVAE, build_model
 from vaekit.io import load_tensors
+from vaekit.models import MODELS, CategoricalOptions, CategoricalVAE, build_model
 from vaekit.models.categorical import ESTIMATORS, temperature_at
 
 

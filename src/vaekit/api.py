@@ -237,7 +237,8 @@ def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
                    history: list[dict[str, Any]],
                    binarize_mode: str) -> None:
     """samples.png, reconstructions.png, curves.png, kl_per_dim.png, for 2-D latents
-    latent.png and, for categorical latents, latent_classes.png, from held-out data (binarized as the validation data were)."""
+    latent.png and, for categorical latents, latent_classes.png, from held-out data (binarized
+    as the validation data were)."""
     from vaekit.evaluate import kl_per_dimension
     from vaekit.evaluate.elbo import condition_rows
     from vaekit.views import plots

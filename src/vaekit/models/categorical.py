@@ -125,6 +125,8 @@ class CategoricalVAE(LatentVariableModel):
     head giving logits (B, N, K), a decoder of the N K one-hot numbers, a uniform or learned
     prior, and the training estimator of `options`."""
 
+    steps: Tensor
+    prior_logits: Tensor
     noise_kind = "uniform"
     latent_kind = "discrete"
     #: no joint density for annealed importance sampling: its z is discrete (no HMC moves)
@@ -208,8 +210,8 @@ class CategoricalVAE(LatentVariableModel):
 
     def mode(self, x: Tensor | np.ndarray) -> Tensor:
         """Each variable's most probable class, one-hot and flattened, (B, N K)."""
-        probs = self.encode(x).probs  # (B, N, K)
-        return F.one_hot(probs.argmax(-1), self.categories).to(probs.dtype).flatten(-2)
+        log_q = self.logits(self.to_model_units(self.as_input(x, "encode")))  # (B, N, K)
+        return F.one_hot(log_q.argmax(-1), self.categories).to(log_q.dtype).flatten(-2)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor | np.ndarray, condition: Any = None) -> Tensor:
