@@ -112,8 +112,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     import numpy as np
     import torch
-    from torch.distributions import OneHotCategorical
 
+    from vaekit.distributions.categorical import OneHotCategoricals
     from vaekit.evaluate.elbo import condition_rows
     from vaekit.io import atomic_write_bytes
 
@@ -127,7 +127,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
             q = model.encode(x[i:i + 1000].to(args.device),
                              condition=condition_rows(labels, i, 1000))
             q = getattr(q, "base", q)  # a flow posterior: its Gaussian q_0(z|x)
-            if isinstance(q, OneHotCategorical):  # discrete: each variable's class probabilities
+            if isinstance(q, OneHotCategoricals):  # discrete: each variable's class probabilities
                 means.append(q.probs.cpu())  # (B, N, K)
                 continue
             means.append(q.mean.cpu())

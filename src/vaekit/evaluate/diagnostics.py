@@ -23,12 +23,10 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 @torch.no_grad()
 def posterior_means(model: LatentVariableModel, x: Tensor, batch_size: int = 1000,
                     condition: Any = None) -> Tensor:
-    """E_q[z|x] (N, latent_dim), in chunks (a conditional model: given labels (N,)); a
-    categorical posterior's (N, variables, classes) probabilities are flattened to the latent
-    vector's layout."""
+    """E_q[z|x] (N, latent_dim), in chunks (a conditional model: given labels (N,))."""
     device = next(model.parameters()).device
     means = [model.encode(x[i:i + batch_size].to(device),
-                          condition=condition_rows(condition, i, batch_size)).mean.flatten(1)
+                          condition=condition_rows(condition, i, batch_size)).mean
              for i in range(0, len(x), batch_size)]
     return torch.cat([m.float().cpu() for m in means])
 

@@ -33,9 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, OneHotCategorical
+from torch.distributions import Distribution
 
 from vaekit.distributions import Likelihood
+from vaekit.distributions.categorical import OneHotCategoricals
 from vaekit.errors import ConfigError
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.standardize import Standardize
@@ -201,12 +202,12 @@ class CategoricalVAE(LatentVariableModel):
 
     def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
                grad: bool = False) -> Distribution:
-        """q(z|x): a one-hot categorical per variable, batch (B, N), events of K classes; its
+        """q(z|x) over the latent vector (B, N K): a one-hot categorical per variable; its
         `probs` are each variable's class probabilities (B, N, K)."""
         self.as_condition(condition, None, "encode")
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             log_q = self.logits(self.to_model_units(self.as_input(x, "encode")))
-            return OneHotCategorical(logits=log_q)
+            return OneHotCategoricals(log_q)
 
     def mode(self, x: Tensor | np.ndarray) -> Tensor:
         """Each variable's most probable class, one-hot and flattened, (B, N K)."""
@@ -235,8 +236,8 @@ class CategoricalVAE(LatentVariableModel):
 def _score_surrogate(f: Tensor, z_hard: Tensor, log_q: Tensor) -> Tensor:
     """0 in value, whose gradient is the leave-one-out score term (Kool et al. 2019): for f
     (k, B) and the samples' log q(z_i|x), (f_i - mean_{j != i} f_j) grad log q(z_i|x)."""
-    k = f.shape[0]
-    baseline = (f.sum(0, keepdim=True) - f) / (k - 1)  # (k, B)
+    k = f.shape[0]  # one sample: no other to take a baseline from (plain REINFORCE)
+    baseline = (f.sum(0, keepdim=True) - f) / (k - 1) if k > 1 else torch.zeros_like(f)
     log_qz = (z_hard * log_q).sum((-2, -1))  # (k, B)
     score = (f - baseline) * log_qz
     return score - score.detach()
