@@ -26,6 +26,10 @@ CONFIGS: dict[str, tuple[Config, tuple[int, ...]]] = {
         "latents": (4, 3, 2), "widths": (16, 12, 8), "depth": 1}}), (20,)),
     "hvae-conv": (Config(model="hvae-conv", model_options={"hvae-conv": {
         "widths": (8, 8), "groups": (1, 2), "latent_channels": 1}}), IMAGE),
+    # reinforce-loo: its training-mode terms have the discrete model's values
+    "categorical": (Config(model="categorical", latent_dim=3, hidden=(16,), iw_samples=2,
+                           model_options={"categorical": {"categories": 4,
+                                                          "estimator": "reinforce-loo"}}), (20,)),
 }
 SHAPES = {name: shape for name, (_, shape) in CONFIGS.items()}
 

@@ -236,8 +236,9 @@ def save(model: LatentVariableModel, run_dir: str | Path, *, overwrite: bool = F
 def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
                    history: list[dict[str, Any]],
                    binarize_mode: str) -> None:
-    """samples.png, reconstructions.png, curves.png, kl_per_dim.png and, for 2-D latents,
-    latent.png, from held-out data (binarized as the validation data were)."""
+    """samples.png, reconstructions.png, curves.png, kl_per_dim.png, for 2-D latents
+    latent.png and, for categorical latents, latent_classes.png, from held-out data (binarized
+    as the validation data were)."""
     from vaekit.evaluate import kl_per_dimension
     from vaekit.evaluate.elbo import condition_rows
     from vaekit.views import plots
@@ -259,6 +260,8 @@ def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
         x = held_out[:32]
         recon = model.reconstruct(x.to(device), condition=condition_rows(condition, 0, 32))
         plots.save_reconstructions(x, recon.cpu(), run_dir / "reconstructions.png")
+        if model.latent_kind == "discrete":
+            plots.save_latent_classes(model, x.to(device), run_dir / "latent_classes.png")
     kl = kl_per_dimension(model, held_out, condition=condition)
     if kl is not None:
         plots.save_kl_per_dimension(kl, run_dir / "kl_per_dim.png")

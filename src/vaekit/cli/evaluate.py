@@ -69,6 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report.setdefault("k", args.k)
     print(f"{data.name} {args.split}: n={report['n']} examples, k={args.k}, "
           f"{report['seconds']:.1f}s  (nats per example)")
+    if "evaluated_as" in report:
+        print(f"  every number below is {report['evaluated_as']}")
     for label, key in _evaluate_rows(args.k):
         if key in report:
             print(f"  {label:<36} {report[key]:>12.4f}")

@@ -113,21 +113,34 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from vaekit.distributions.categorical import OneHotCategoricals
     from vaekit.evaluate.elbo import condition_rows
     from vaekit.io import atomic_write_bytes
 
     model, _, (x, _, labels) = _eval_data(args)
+    out = Path(args.output)
+    if out.suffix not in (".npy", ".npz"):
+        raise ConfigError(f"-o {out}: the file name must end in .npy or .npz")
     means, log_vars = [], []
     with torch.no_grad():
         for i in range(0, len(x), 1000):
             q = model.encode(x[i:i + 1000].to(args.device),
                              condition=condition_rows(labels, i, 1000))
             q = getattr(q, "base", q)  # a flow posterior: its Gaussian q_0(z|x)
+            if isinstance(q, OneHotCategoricals):  # discrete: each variable's class probabilities
+                means.append(q.probs.cpu())  # (B, N, K)
+                continue
             means.append(q.mean.cpu())
             log_vars.append(q.variance.log().cpu())
-    mean, log_var = torch.cat(means).numpy(), torch.cat(log_vars).numpy()
-    out = Path(args.output)
+    mean = torch.cat(means).numpy()
     buf = io.BytesIO()
+    if not log_vars:  # (examples, N variables, K classes), each row summing to 1
+        np.savez(buf, probs=mean) if out.suffix == ".npz" else np.save(buf, mean)
+        atomic_write_bytes(out, buf.getvalue())
+        print(f"wrote {out}: {len(mean)} examples x {mean.shape[1]} categorical variables x "
+              f"{mean.shape[2]} class probabilities")
+        return 0
+    log_var = torch.cat(log_vars).numpy()
     if out.suffix == ".npz":
         np.savez(buf, mean=mean, log_var=log_var)
     elif out.suffix == ".npy":

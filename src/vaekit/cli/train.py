@@ -39,7 +39,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if best is not None:
         score = best.get("val_elbo", best["train_elbo"])
         which = "validation" if "val_elbo" in best else "training"
-        print(f"best {which} {result.model.objective_name} {score:.3f} nats at epoch "
+        name = result.model.evaluated_name if "val_elbo" in best else \
+            result.model.objective_name
+        print(f"best {which} {name} {score:.3f} nats at epoch "
               f"{best['epoch']}")
     pictures = sorted(p.name for p in Path(str(result.run_dir)).glob("*.png"))
     print(f"run directory: {result.run_dir}")

@@ -64,6 +64,11 @@ __all__ = [
 ]
 
 
+#: What a discrete model's reported numbers are, said beside them.
+DISCRETE_EVALUATION = ("the discrete model's: exact draws z ~ q(z|x), exact categorical "
+                       "log-probabilities and KL; never the training relaxation's")
+
+
 def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
              chunk_rows: int = DEFAULT_CHUNK_ROWS,
              bin_width: float | None = None, seed: int = 0, progress: bool = False,
@@ -120,6 +125,9 @@ def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
                        "marginal_nll_stderr": m.stderr,
                        "class_prior": "uniform" if class_prior is None else
                        "the training set's class frequencies"})
+    report["latent_kind"] = model.latent_kind
+    if model.latent_kind == "discrete":
+        report["evaluated_as"] = DISCRETE_EVALUATION
     caveat = model.likelihood.caveat(x)
     if caveat is not None:
         report["caveat"] = caveat

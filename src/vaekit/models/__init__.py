@@ -17,6 +17,7 @@ from vaekit.distributions import build_likelihood
 from vaekit.errors import ConfigError
 from vaekit.models.autoencoder import Autoencoder
 from vaekit.models.base import LatentVariableModel
+from vaekit.models.categorical import CategoricalOptions, CategoricalVAE
 from vaekit.models.hierarchical import HierarchicalOptions, HierarchicalVAE
 from vaekit.models.hierarchical_conv import ConvHierarchicalOptions, ConvHierarchicalVAE
 from vaekit.models.standardize import Standardize
@@ -26,7 +27,8 @@ from vaekit.objectives.terms import LogWeightTerms
 from vaekit.posteriors import build_posterior
 from vaekit.priors import build_prior
 
-__all__ = ["MODELS", "ONE_LAYER_FIELDS", "VAE", "Autoencoder", "ConvHierarchicalOptions",
+__all__ = ["MODELS", "ONE_LAYER_FIELDS", "VAE", "Autoencoder", "CategoricalOptions",
+           "CategoricalVAE", "ConvHierarchicalOptions",
            "ConvHierarchicalVAE", "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
            "LogWeightTerms", "ModelSpec", "OneLayerTerms", "Standardize", "build_model"]
 
@@ -71,6 +73,24 @@ def _build_autoencoder(config: Config, event_shape: tuple[int, ...],
                        _standardize(config, event_shape))
 
 
+def _build_categorical(config: Config, event_shape: tuple[int, ...],
+                       options: CategoricalOptions) -> CategoricalVAE:
+    if config.objective != "elbo":
+        raise ConfigError("--model categorical trains on the ELBO (--objective elbo); its "
+                          "importance-weighted bound is an evaluation (vaekit evaluate)")
+    if options.estimator == "reinforce-loo" and config.iw_samples < 2:
+        raise ConfigError("--categorical-estimator reinforce-loo needs --iw-samples >= 2: the "
+                          "leave-one-out baseline of each sample is the mean of the others")
+    body, features = build_encoder(config.net, event_shape, config.hidden, config.channels,
+                                   config.activation)
+    likelihood = build_likelihood(config.likelihood, event_shape, config)
+    decoder = build_decoder(config.net, likelihood.param_shape(),
+                            config.latent_dim * options.categories, config.hidden,
+                            config.channels, config.activation)
+    return CategoricalVAE(body, features, decoder, likelihood, event_shape, config.latent_dim,
+                          options, _standardize(config, event_shape))
+
+
 def _build_hierarchical(config: Config, event_shape: tuple[int, ...],
                         options: HierarchicalOptions) -> HierarchicalVAE:
     likelihood = build_likelihood(config.likelihood, event_shape, config)
@@ -96,6 +116,11 @@ MODELS: dict[str, ModelSpec] = {
                     has_likelihood=False,
                     help="a plain autoencoder, the baseline: z = f(x), trained on "
                          "reconstruction (--latent-dim, --net); no likelihood"),
+    "categorical": ModelSpec(_build_categorical, CategoricalOptions,
+                             reads=("latent_dim", "hidden", "channels", "net"),
+                             help="N categorical latents of K classes (--latent-dim N, "
+                                  "--categorical-categories K, --categorical-estimator); "
+                                  "evaluated as the discrete model"),
     "hvae": ModelSpec(_build_hierarchical, HierarchicalOptions,
                       help="a top-down hierarchy of latent groups (--hvae-latents, "
                            "--hvae-widths, --hvae-depth)"),

@@ -10,8 +10,12 @@ A model gives:
   log p(x|z), log p(z) and log q(z|x) summed over every latent group, each (k, B); the KL of
   each group, in closed form given the samples above it where it has one; and any auxiliary
   loss (`LogWeightTerms.aux_loss`) the objective adds.
-- its randomness as one tensor: `draw_noise(k, B, generator)` is standard-normal noise of shape
-  (k, B, noise_dim), drawn by the caller from the trainer's generator. `terms` consumes it
+- its randomness as one tensor: `draw_noise(k, B, generator)` is noise of shape
+  (k, B, noise_dim) of the kind the model declares (`noise_kind`, a key of `NOISE_KINDS`):
+  standard normal N(0, 1) for a reparameterized Gaussian (the default), or uniform U[0, 1)
+  for a categorical model, which turns it into Gumbel noise g = -log(-log u) (the Gumbel-max
+  trick for exact discrete samples, the Gumbel-softmax relaxation for training). It is drawn
+  by the caller from the trainer's generator, whatever its kind. `terms` consumes it
   deterministically, so a resumed run draws the same numbers, and N DDP processes each take
   their slice `noise[:, rows]` of one global draw and train as one.
 - `inference_cache(x)`: whatever `terms` may reuse across chunks of samples of the same x (the
@@ -53,6 +57,10 @@ from vaekit.models.standardize import Standardize
 from vaekit.objectives import elbo as elbo_of_terms
 from vaekit.objectives.terms import LogWeightTerms
 
+#: The noise a model may draw for `terms`, by `noise_kind`: each fills a (k, B, noise_dim)
+#: tensor from the caller's generator (normal: N(0, 1); uniform: U[0, 1)).
+NOISE_KINDS = {"normal": torch.randn, "uniform": torch.rand}
+
 
 class LatentVariableModel(nn.Module):
     """The contract (see the module's docstring). Subclasses define `terms`, `encode`,
@@ -70,6 +78,11 @@ class LatentVariableModel(nn.Module):
     #: False for a model with no density over continuous latents (a plain autoencoder, discrete
     #: codes): no `log_joint`, so no annealed importance sampling
     has_joint_density: bool = True
+    #: the kind of noise `draw_noise` gives (a key of NOISE_KINDS)
+    noise_kind: str = "normal"
+    #: what its latent variables are, named beside every reported bound ("continuous", or
+    #: "discrete": the numbers are the discrete model's, never a relaxation's)
+    latent_kind: str = "continuous"
 
     def __init__(self, likelihood: Likelihood, event_shape: tuple[int, ...],
                  latent_groups: tuple[int, ...], standardize: Standardize | None = None) -> None:
@@ -81,7 +94,7 @@ class LatentVariableModel(nn.Module):
         #: the size of each latent group; the latent vector is their concatenation
         self.latent_groups = tuple(int(g) for g in latent_groups)
         self.latent_dim = sum(self.latent_groups)
-        #: standard-normal numbers that `terms` consumes per sample and example
+        #: the numbers (of `noise_kind`) that `terms` consumes per sample and example
         self.noise_dim = self.latent_dim
         #: the names of the classes a conditional model is conditioned on (label order); () for
         #: an unconditional model
@@ -99,6 +112,14 @@ class LatentVariableModel(nn.Module):
             return ["z"]
         return [f"group {i + 1}" + (" (bottom)" if i == 0 else " (top)" if i == n - 1 else "")
                 for i in range(n)]
+
+    @property
+    def evaluated_name(self) -> str:
+        """What its evaluated bound is called in reports: "discrete ELBO" where z is discrete
+        (the discrete model's, never a relaxation's), else the objective's name."""
+        if self.latent_kind == "continuous":
+            return self.objective_name
+        return f"{self.latent_kind} ELBO"
 
     @property
     def condition_dim(self) -> int:
@@ -155,9 +176,10 @@ class LatentVariableModel(nn.Module):
 
     def draw_noise(self, k: int, batch: int, generator: torch.Generator | None = None,
                    device: torch.device | None = None) -> Tensor:
-        """Standard-normal noise of shape (k, batch, noise_dim) for `terms`."""
+        """Noise of shape (k, batch, noise_dim) for `terms`, of the model's `noise_kind`."""
         device = device or self._device()
-        return torch.randn(k, batch, self.noise_dim, generator=generator, device=device)
+        draw = NOISE_KINDS[self.noise_kind]
+        return draw(k, batch, self.noise_dim, generator=generator, device=device)
 
     def joint_terms(self, x: Tensor, z: Tensor,
                     condition: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -71,7 +71,8 @@ class EpochReport:
         if not (self.dist.is_main and self.progress):
             return
         name = self.model.objective_name
-        val = f"  val {name} {row['val_elbo']:.3f}" if "val_elbo" in row else ""
+        val = (f"  val {self.model.evaluated_name} {row['val_elbo']:.3f}" if "val_elbo" in row
+               else "")
         groups = ""
         if len(row.get("val_kl_groups", ())) > 1:
             groups = "  KL|units per group " + " ".join(

@@ -117,6 +117,21 @@ def save_reconstructions(x: Tensor, recon: Tensor, path: str | Path) -> None:
     save_png(labelled_grid(torch.cat(rows), ncol, labels), path)
 
 
+@torch.no_grad()
+def save_latent_classes(model: Any, x: Tensor, path: str | Path) -> None:
+    """latent_classes.png, for a categorical model: one row per variable z_n, one column per
+    class c: the mean of p(x|z) with z_n = c and the other variables at the posterior mode of
+    the example x (1, *event_shape)."""
+    mode = model.mode(x[:1]).view(model.variables, model.categories)  # (N, K)
+    codes = mode.expand(model.variables, model.categories, -1, -1).clone()  # (N, K, N, K)
+    eye = torch.eye(model.categories, dtype=codes.dtype, device=codes.device)
+    for n in range(model.variables):
+        codes[n, :, n] = eye  # row n: variable n set to each class in turn
+    images = model.decode_mean(codes.flatten(-2).flatten(0, 1)).float().cpu()  # (N K, *event)
+    labels = [f"z{n + 1}" for n in range(model.variables)]
+    save_png(labelled_grid(images, model.categories, labels), path)
+
+
 def labelled_grid(images: Tensor, nrow: int, labels: list[str]) -> np.ndarray:
     """A grid of `images` (N, C, H, W), `nrow` to a row, enlarged where they are small, with
     each row named by `labels` in a left margin (`label_rows`)."""

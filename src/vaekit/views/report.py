@@ -26,7 +26,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICTURES = (("samples.png", "Samples: means of p(x|z), z ~ p(z)"),
             ("reconstructions.png", "Held-out inputs and their reconstructions"),
             ("kl_per_dim.png", "KL of each latent dimension (held-out data)"),
-            ("latent.png", "The 2-D latent space"))
+            ("latent.png", "The 2-D latent space"),
+            ("latent_classes.png", "Each categorical variable (a row) decoded at each of its "
+                                   "classes, the others at an example's posterior mode"))
 
 #: evaluation.json's rows: (label, key, format)
 EVALUATION_ROWS = (("examples", "n", "{:d}"), ("importance samples k", "k", "{:d}"),
