@@ -6,12 +6,17 @@ tighter as M grows; the seed of its trajectories is the evaluation's."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor, nn
 
+import vaekit
+from tests.conftest import run_cli
 from vaekit.errors import ConfigError
 from vaekit.priors import probability_flow
 from vaekit.priors.diffusion import T_MIN, DiffusionPrior
@@ -21,7 +26,8 @@ pytest.importorskip("torchdiffeq")
 
 class ExactGaussianScore(nn.Module):
     """eps(u, t) = sigma_t Sigma_t^{-1} (u - alpha_t m), Sigma_t = alpha_t^2 S + sigma_t^2 I: the
-    exact E[eps | u_t] (= -sigma_t times the score) when the standardised codes are N(m, S)."""
+    exact E[eps | u_t] (= -sigma_t times the score) when the standardised codes are N(m, S), as
+    the denoiser's part of it (the prior adds sigma_t u)."""
 
     def __init__(self, prior: DiffusionPrior, mean: Tensor, cov: Tensor) -> None:
         super().__init__()
@@ -34,7 +40,8 @@ class ExactGaussianScore(nn.Module):
         alpha, sigma = self.prior.alpha_sigma(t)
         lam, q = torch.linalg.eigh(self.cov)  # Sigma_t^{-1} = Q diag(1 / (a^2 lam + s^2)) Q^T
         precision = q @ torch.diag(1 / (alpha ** 2 * lam + sigma ** 2)) @ q.T
-        return sigma * (u - alpha * self.mean) @ precision  # (*, L)
+        exact = sigma * (u - alpha * self.mean) @ precision  # (*, L)
+        return exact - sigma * u  # the prior adds sigma_t u, N(0, I)'s exact eps
 
 
 def _gaussian_prior(dim: int = 3, seed: int = 0) -> tuple[DiffusionPrior, Tensor, Tensor]:
@@ -97,6 +104,17 @@ def test_the_ode_samples_the_density_it_evaluates() -> None:
     u = (prior(None).sample((4000,)) - prior.loc) * torch.exp(-prior.log_scale)
     assert float((u.double().mean(0) - mean).abs().max()) < 0.08
     assert float((torch.cov(u.double().T) - cov).abs().max()) < 0.1
+
+
+def test_ddim_with_the_exact_score_samples_the_gaussian() -> None:
+    prior, mean, cov = _gaussian_prior()
+    prior.sampling_steps = 50
+    prior.configure(sampler="ddim")
+    prior.u_max.fill_(100.0)  # no clipping
+    torch.manual_seed(0)
+    u = (prior(None).sample((4000,)) - prior.loc) * torch.exp(-prior.log_scale)
+    assert float((u.double().mean(0) - mean).abs().max()) < 0.1
+    assert float((torch.cov(u.double().T) - cov).abs().max() / cov.abs().max()) < 0.1
 
 
 def test_a_prior_fitted_to_gaussian_codes_recovers_their_log_density() -> None:
@@ -192,3 +210,28 @@ def test_bad_settings_are_refused(setting: dict[str, object], message: str) -> N
 def test_a_run_fitted_before_the_ode_refuses_it() -> None:
     with pytest.raises(ConfigError, match="fitted before the ODE"):
         DiffusionPrior(2, width=8, denoiser="mlp", sampler="ode")
+
+
+# ------------------------------------------------------- runs fitted before the ODE
+
+LEGACY = Path(__file__).parent / "fixtures" / "diffusion-mlp"
+
+
+def test_a_run_fitted_before_the_ode_loads_samples_and_weighs_as_it_did(tmp_path: Path) -> None:
+    """tests/fixtures/diffusion-mlp was fitted by the release before the ODE (expected.json
+    says how): it loads with its MLP and cosine steps, gives the same draws and the same
+    one-trajectory weights, and refuses --sampler ode in one line."""
+    run = tmp_path / "run"
+    shutil.copytree(LEGACY, run, ignore=shutil.ignore_patterns("expected.json"))
+    expected = json.loads((LEGACY / "expected.json").read_text())
+    model = vaekit.load(run)
+    assert isinstance(model.prior, DiffusionPrior) and not model.prior.continuous
+    torch.manual_seed(0)
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(model.prior(None).log_prob(z), torch.tensor(
+        expected["z_torch_seed0_randn_5x2_log_prob_first_call"]), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(model.sample_latents(3, torch.Generator().manual_seed(0)),
+                               torch.tensor(expected["sample_latents_3_seed0"]))
+    r = run_cli("evaluate", str(run), "--k", "2", "--n", "5", "--sampler", "ode")
+    assert r.returncode == 2 and "fitted before the ODE" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 #: The sinusoidal embedding of continuous t in [0, 1] reads t * TIME_SCALE, so that its
 #: frequencies resolve steps of 1/1000 as an integer-step embedding would.
-TIME_SCALE = 1000.0
+TIME_SCALE = 100.0
 
 
 def time_embedding(t: Tensor, dim: int) -> Tensor:

@@ -83,6 +83,7 @@ class DiffusionPrior(nn.Module):
     loaded run. `reseed(seed)` restarts the noise its log p(z) draws (trajectories, probes)."""
 
     betas: Tensor
+    times: Tensor
 
     def __init__(self, latent_dim: int, steps: int = 100, width: int = 512,
                  sampling_steps: int = 0, *, depth: int = 3, denoiser: str = "residual",
@@ -167,6 +168,22 @@ class DiffusionPrior(nn.Module):
         log_abar = vp_log_alpha_bar(t)
         return torch.exp(0.5 * log_abar), torch.sqrt(-torch.expm1(log_abar))
 
+    def eps(self, u: Tensor, t: Tensor, shifts: Tensor | None = None) -> Tensor:
+        """The predicted noise (*, L) of u_t (*, L) at times t (*,) or (). In continuous time,
+        relative to the exact one of N(0, I) codes (the standardised codes' Gaussian):
+
+            eps_theta(u, t) = sigma_t u + denoiser(u, t),
+
+        so that the prior starts as N(0, I) on u, and, the denoiser's output being bounded (a
+        linear map of a LayerNorm), the ODE's drift stays bounded far from the codes instead of
+        growing exponentially there (measured: a 2-D fit sent 1 in 100 ODE draws to |u| > 100
+        without it)."""
+        out = self.denoiser(u, t, shifts)
+        if not self.continuous:
+            return out
+        _, sigma = self.alpha_sigma(t)
+        return out + (sigma[..., None] if sigma.dim() else sigma) * u
+
     def training_loss(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The eps-prediction loss on codes z (B, L), t and eps drawn from `generator`: in
         continuous time, t ~ U(T_MIN, 1); for an `mlp` run, on its integer steps."""
@@ -180,7 +197,7 @@ class DiffusionPrior(nn.Module):
             abar = self.alpha_bars()[step][:, None]
             alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
         eps = torch.randn(u.shape, generator=generator, device=z.device)
-        return (self.denoiser(alpha * u + sigma * eps, t) - eps).pow(2).sum(-1).mean()
+        return (self.eps(alpha * u + sigma * eps, t) - eps).pow(2).sum(-1).mean()
 
     def forward(self, posterior: nn.Module | None = None) -> DiffusionDistribution:
         return DiffusionDistribution(self)
@@ -224,7 +241,7 @@ class DiffusionDistribution(Distribution):
         p = self.prior
         betas, abar = p.betas, p.alpha_bars()
         # one time for every row: the denoiser's time share is computed once, then broadcast
-        eps = p.denoiser(u_t, p.times[i])
+        eps = p.eps(u_t, p.times[i])
         mean = (u_t - betas[i] / (1 - abar[i]).sqrt() * eps) / (1 - betas[i]).sqrt()
         var = betas[0] if i == 0 else (1 - abar[i - 1]) / (1 - abar[i]) * betas[i]
         return mean, var
@@ -276,7 +293,7 @@ class DiffusionDistribution(Distribution):
         stride = p.steps / steps
         times = [round(stride * i) for i in reversed(range(steps))]
         for n, i in enumerate(times):
-            eps = p.denoiser(u, p.times[i])
+            eps = p.eps(u, p.times[i])
             u0 = ((u - (1 - abar[i]).sqrt() * eps) / abar[i].sqrt()).clamp(-p.u_max, p.u_max)
             eps = (u - abar[i].sqrt() * u0) / (1 - abar[i]).sqrt()  # consistent with the clip
             if n + 1 == len(times):

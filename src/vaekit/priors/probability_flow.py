@@ -49,7 +49,7 @@ def _odeint() -> Callable[..., Any]:
     except ImportError:
         raise ConfigError("--sampler ode needs torchdiffeq: pip install 'vaekit[diffusion]' "
                           "(or pip install torchdiffeq)") from None
-    return odeint  # type: ignore[no-any-return]
+    return odeint  # type: ignore[no-any-return,unused-ignore]
 
 
 def _times(prior: DiffusionPrior, u: Tensor, start: float, end: float) -> Tensor:
@@ -69,31 +69,30 @@ def ode_sample(prior: DiffusionPrior, noise: Tensor) -> Tensor:
     """Codes u_{T_MIN} (N, L) from noise u_1 (N, L), by the ODE from t = 1 down to T_MIN."""
     from vaekit.priors.diffusion import T_MIN
 
-    denoiser = prior.denoiser
-
     def drift(t: Tensor, u: Tensor) -> Tensor:
         half_beta, inv_sigma = _rates(prior, t)
-        return -half_beta * (u - denoiser(u, t) * inv_sigma)  # (N, L)
+        return -half_beta * (u - prior.eps(u, t) * inv_sigma)  # (N, L)
 
     path = _odeint()(drift, noise, _times(prior, noise, 1.0, T_MIN), rtol=prior.tolerance,
                      atol=prior.tolerance, method=METHOD)
-    return path[-1]  # type: ignore[no-any-return]
+    return path[-1]  # type: ignore[no-any-return,unused-ignore]
 
 
-def _exact_trace(denoiser: Any, u: Tensor, t: Tensor, shifts: Tensor) -> tuple[Tensor, Tensor]:
+def _exact_trace(prior: DiffusionPrior, u: Tensor, t: Tensor,
+                 shifts: Tensor) -> tuple[Tensor, Tensor]:
     """(eps (N, L), tr(d eps / du) (1, N)): the Jacobian of each row, by L batched VJPs."""
     def row(v: Tensor) -> tuple[Tensor, Tensor]:
-        eps = denoiser(v, t, shifts)  # (L,)
+        eps = prior.eps(v, t, shifts)  # (L,)
         return eps, eps
 
     jac, eps = torch.func.vmap(torch.func.jacrev(row, has_aux=True))(u)  # (N, L, L), (N, L)
     return eps, jac.diagonal(dim1=-2, dim2=-1).sum(-1)[None]
 
 
-def _hutchinson_trace(denoiser: Any, u: Tensor, t: Tensor, shifts: Tensor,
+def _hutchinson_trace(prior: DiffusionPrior, u: Tensor, t: Tensor, shifts: Tensor,
                       probes: Tensor) -> tuple[Tensor, Tensor]:
     """(eps (N, L), v_p^T (d eps / du) v_p (P, N)) for the probes v (P, N, L)."""
-    eps, vjp = torch.func.vjp(lambda v: denoiser(v, t, shifts), u)
+    eps, vjp = torch.func.vjp(lambda v: prior.eps(v, t, shifts), u)[:2]
     products = torch.func.vmap(vjp)(probes)[0]  # (P, N, L)
     return eps, (products * probes).sum(-1)
 
@@ -112,13 +111,13 @@ def ode_log_density(prior: DiffusionPrior, u: Tensor) -> tuple[Tensor, Tensor]:
         g = prior.generator(u.device)
         bits = torch.randint(0, 2, (HUTCHINSON_PROBES, n, dim), generator=g, device=u.device)
         probes = 2.0 * bits.to(u.dtype) - 1
-    denoiser = prior.denoiser
+    denoiser: Any = prior.denoiser
 
     def dynamics(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         u_t = state[0]
         shifts = denoiser.time_shifts(t)  # the time's share of every layer, once per step
-        eps, trace = _exact_trace(denoiser, u_t, t, shifts) if probes is None else \
-            _hutchinson_trace(denoiser, u_t, t, shifts, probes)
+        eps, trace = _exact_trace(prior, u_t, t, shifts) if probes is None else \
+            _hutchinson_trace(prior, u_t, t, shifts, probes)
         half_beta, inv_sigma = _rates(prior, t)
         drift = -half_beta * (u_t - eps * inv_sigma)  # (N, L)
         divergence = -half_beta * (dim - trace * inv_sigma)  # (1 or P, N)
