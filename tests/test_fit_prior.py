@@ -3,13 +3,14 @@ and an autoencoder, honest likelihoods with the new prior, a new self-contained 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 import vaekit
-from tests.conftest import TINY
+from tests.conftest import TINY, run_cli
 from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.evaluate import log_likelihood
@@ -197,3 +198,54 @@ def test_a_diffusion_fitted_to_gaussian_codes_samples_them_by_every_sampler(
     assert ((ratio > 0.75) & (ratio < 1.35)).all(), ratio
     correlation = torch.corrcoef(draws.T)[0, 1] - torch.corrcoef(codes.T)[0, 1]
     assert abs(float(correlation)) < 0.1
+
+
+def test_a_diffusion_fit_by_the_cli_evaluates_by_the_ode_and_the_trajectories(
+        runs: dict[str, Path], tmp_path: Path) -> None:
+    """fit-prior --sampler ode writes every option into the run, logs a validation loss per
+    epoch, and stops at --time-limit; evaluate takes --sampler and --trajectories on it, the
+    ODE's estimate is seeded only by --seed, and the M-trajectory bound rises with M."""
+    pytest.importorskip("torchdiffeq")
+    out = tmp_path / "diff"
+    assert main(["fit-prior", str(runs["vae"]), "--kind", "diffusion", "--sampler", "ode",
+                 "--width", "32", "--epochs", "50", "--time-limit", "0.01", "--out", str(out),
+                 "--quiet"]) == 0
+    record = vaekit.run.read_run_info(out).config.fitted_prior
+    assert record["sampler"] == "ode" and record["denoiser"] == "residual"
+    rows = (out / "prior_metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and "val_loss" in rows[0]  # the time limit: one epoch
+    reports = []
+    for flags in (["--seed", "1"], ["--seed", "1"], ["--seed", "2"],
+                  ["--sampler", "ancestral"], ["--sampler", "ancestral", "--trajectories", "8"]):
+        r = run_cli("evaluate", str(out), "--k", "4", "--n", "40", "--json", *flags)
+        assert r.returncode == 0, r.stderr
+        reports.append(json.loads(r.stdout.strip().splitlines()[-1])["log_likelihood"])
+    assert reports[0] == reports[1] != reports[2]  # the seed, not the process, sets the draws
+    assert reports[4] > reports[3]  # M = 8 trajectories: a tighter bound than one
+
+
+def test_bad_diffusion_requests_get_one_line(runs: dict[str, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    mog = fit_prior(runs["vae"], "mog", tmp_path / "mog", options={}, progress=False)
+    diffusion = fit_prior(runs["vae"], "diffusion", tmp_path / "diff", options={"width": 16},
+                          epochs=1, progress=False)
+    cases = [
+        (["evaluate", str(mog), "--k", "2", "--sampler", "ode"],
+         "--sampler ode is for a run with a fitted diffusion prior"),
+        (["sample", str(runs["vae"]), "-o", str(tmp_path / "s.png"), "--sampler", "ode"],
+         "is for a run with a fitted diffusion prior"),
+        (["evaluate", str(diffusion), "--k", "2", "--trajectories", "0"], "--trajectories 0"),
+        (["evaluate", str(diffusion), "--k", "2", "--sampler", "ode", "--tolerance", "0"],
+         "--tolerance 0.0"),
+        (["fit-prior", str(runs["vae"]), "--kind", "diffusion", "--tolerance", "-1", "--out",
+          str(tmp_path / "a")], "--tolerance -1.0"),
+        (["fit-prior", str(runs["vae"]), "--kind", "diffusion", "--sampler", "euler", "--out",
+          str(tmp_path / "b")], "--sampler euler"),
+        (["fit-prior", str(runs["vae"]), "--kind", "flow", "--time-limit", "0", "--out",
+          str(tmp_path / "c")], "--time-limit 0"),
+    ]
+    for argv, expected in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, (argv, err)
