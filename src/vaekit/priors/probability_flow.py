@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vaekit.errors import ConfigError
+from vaekit.errors import ConfigError, VaekitError
 
 if TYPE_CHECKING:
     from vaekit.priors.diffusion import DiffusionPrior
@@ -50,6 +50,19 @@ def _odeint() -> Callable[..., Any]:
         raise ConfigError("--sampler ode needs torchdiffeq: pip install 'vaekit[diffusion]' "
                           "(or pip install torchdiffeq)") from None
     return odeint  # type: ignore[no-any-return,unused-ignore]
+
+
+def _solve(prior: DiffusionPrior, dynamics: Any, state: Any, start: float, end: float,
+           like: Tensor) -> Any:
+    """torchdiffeq's dopri5 from `start` to `end`; its step-size underflow (a stiff or
+    diverging solve) as one clear error instead of an AssertionError from inside the solver."""
+    try:
+        return _odeint()(dynamics, state, _times(prior, like, start, end), rtol=prior.tolerance,
+                         atol=prior.tolerance, method=METHOD)
+    except AssertionError as e:
+        raise VaekitError(f"the probability-flow ODE did not solve at --tolerance "
+                         f"{prior.tolerance:g} ({e}); try a looser --tolerance, or --sampler "
+                         "ancestral") from None
 
 
 def _times(prior: DiffusionPrior, u: Tensor, start: float, end: float) -> Tensor:
@@ -73,8 +86,7 @@ def ode_sample(prior: DiffusionPrior, noise: Tensor) -> Tensor:
         half_beta, inv_sigma = _rates(prior, t)
         return -half_beta * (u - prior.eps(u, t) * inv_sigma)  # (N, L)
 
-    path = _odeint()(drift, noise, _times(prior, noise, 1.0, T_MIN), rtol=prior.tolerance,
-                     atol=prior.tolerance, method=METHOD)
+    path = _solve(prior, drift, noise, 1.0, T_MIN, noise)
     return path[-1]  # type: ignore[no-any-return,unused-ignore]
 
 
@@ -124,8 +136,7 @@ def ode_log_density(prior: DiffusionPrior, u: Tensor) -> tuple[Tensor, Tensor]:
         return drift, divergence
 
     start = torch.zeros(1 if exact else HUTCHINSON_PROBES, n, dtype=u.dtype, device=u.device)
-    path_u, path_integral = _odeint()(dynamics, (u, start), _times(prior, u, T_MIN, 1.0),
-                                      rtol=prior.tolerance, atol=prior.tolerance, method=METHOD)
+    path_u, path_integral = _solve(prior, dynamics, (u, start), T_MIN, 1.0, u)
     u_1, integral = path_u[-1], path_integral[-1]  # (N, L), (1 or P, N)
     log_base = -0.5 * (u_1.pow(2).sum(-1) + dim * math.log(2 * math.pi))  # (N,)
     estimates = log_base + integral  # (1 or P, N)
