@@ -45,6 +45,7 @@ from torch.distributions import Distribution, constraints
 
 from vaekit.errors import ConfigError
 from vaekit.priors.denoisers import LegacyDenoiser, ResidualDenoiser
+from vaekit.priors.schedules import T_MIN, alpha_sigma, cosine_schedule, vp_log_alpha_bar
 
 LOG_2PI = math.log(2 * math.pi)
 #: DDIM in fewer steps than this jumps from noise to codes too coarsely to be a sampler worth
@@ -52,28 +53,6 @@ LOG_2PI = math.log(2 * math.pi)
 MIN_DDIM_STEPS = 10
 #: The samplers of a diffusion prior (see the module's docstring).
 SAMPLERS = ("ancestral", "ddim", "ode")
-#: The data end of the continuous-time model: the ODE's codes are u_{T_MIN}, sigma ~ 0.01.
-T_MIN = 1e-3
-BETA_MIN, BETA_MAX = 0.1, 20.0
-
-
-def cosine_schedule(steps: int, s: float = 0.008) -> Tensor:
-    """beta_1..beta_T (T,) of the discrete cosine schedule (the `mlp` runs'), in float64."""
-    t = torch.arange(steps + 1, dtype=torch.float64) / steps
-    abar = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
-    abar = abar / abar[0]
-    return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
-
-
-def vp_log_alpha_bar(t: Tensor) -> Tensor:
-    """log alpha_t^2 = -(b_0 t + (b_1 - b_0) t^2 / 2) of the linear VP schedule."""
-    return -(BETA_MIN * t + 0.5 * (BETA_MAX - BETA_MIN) * t * t)
-
-
-def vp_beta(t: Tensor) -> Tensor:
-    return BETA_MIN + t * (BETA_MAX - BETA_MIN)
-
-
 class DiffusionPrior(nn.Module):
     """p(z) as the diffusion model above, on codes standardised by `loc` and `log_scale` (set
     from the codes before training). `forward(posterior)` returns a `DiffusionDistribution`.
@@ -165,8 +144,7 @@ class DiffusionPrior(nn.Module):
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """(alpha_t, sigma_t) of the continuous schedule at times t."""
-        log_abar = vp_log_alpha_bar(t)
-        return torch.exp(0.5 * log_abar), torch.sqrt(-torch.expm1(log_abar))
+        return alpha_sigma(t)
 
     def eps(self, u: Tensor, t: Tensor, shifts: Tensor | None = None) -> Tensor:
         """The predicted noise (*, L) of u_t (*, L) at times t (*,) or (). In continuous time,

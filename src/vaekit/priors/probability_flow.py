@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from vaekit.errors import ConfigError, VaekitError
+from vaekit.priors.schedules import T_MIN, vp_beta
 
-if TYPE_CHECKING:
-    from vaekit.priors.diffusion import DiffusionPrior
+#: a `vaekit.priors.diffusion.DiffusionPrior` (not imported: diffusion imports this module)
+DiffusionPrior = Any
 
 #: Latent sizes up to this get the exact divergence (L vector-Jacobian products per step);
 #: above it, Hutchinson's estimator.
@@ -71,8 +72,6 @@ def _times(prior: DiffusionPrior, u: Tensor, start: float, end: float) -> Tensor
 
 def _rates(prior: DiffusionPrior, t: Tensor) -> tuple[Tensor, Tensor]:
     """(beta(t) / 2, 1 / sigma_t) at one time t ()."""
-    from vaekit.priors.diffusion import vp_beta
-
     _, sigma = prior.alpha_sigma(t)
     return 0.5 * vp_beta(t), 1 / sigma
 
@@ -80,8 +79,6 @@ def _rates(prior: DiffusionPrior, t: Tensor) -> tuple[Tensor, Tensor]:
 @torch.no_grad()
 def ode_sample(prior: DiffusionPrior, noise: Tensor) -> Tensor:
     """Codes u_{T_MIN} (N, L) from noise u_1 (N, L), by the ODE from t = 1 down to T_MIN."""
-    from vaekit.priors.diffusion import T_MIN
-
     def drift(t: Tensor, u: Tensor) -> Tensor:
         half_beta, inv_sigma = _rates(prior, t)
         return -half_beta * (u - prior.eps(u, t) * inv_sigma)  # (N, L)
@@ -114,8 +111,6 @@ def ode_log_density(prior: DiffusionPrior, u: Tensor) -> tuple[Tensor, Tensor]:
     """(log p(u), its standard error), each (N,), of standardised codes u (N, L) under the ODE's
     flow: exact up to the solver's tolerance for L <= EXACT_DIVERGENCE_MAX_DIM (the standard
     error is then 0), Hutchinson's unbiased estimate above it."""
-    from vaekit.priors.diffusion import T_MIN
-
     n, dim = u.shape
     exact = dim <= EXACT_DIVERGENCE_MAX_DIM
     probes = None
