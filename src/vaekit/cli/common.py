@@ -125,3 +125,39 @@ def require_sampler(model: Any, run: str) -> None:
         raise NoLikelihoodError(f"{run} is a plain autoencoder: it samples only through a "
                                 "density fitted to its codes; fit one with: vaekit fit-prior "
                                 f"{run} --kind mog --out {str(run).rstrip('/')}-mog")
+
+
+#: The flags that choose a fitted diffusion prior's sampler and likelihood on a loaded run.
+SAMPLER_FLAGS = ("sampler", "trajectories", "tolerance")
+
+
+def add_sampler_flags(p: argparse.ArgumentParser) -> None:
+    """--sampler, --trajectories and --tolerance, for a run with a fitted diffusion prior."""
+    from vaekit.priors.diffusion import SAMPLERS
+
+    p.add_argument("--sampler", help=f"a fitted diffusion prior's sampler, {', '.join(SAMPLERS)}"
+                   " (ode: the probability-flow ODE, whose exact density is then log p(z); "
+                   "default: the run's)")
+    p.add_argument("--trajectories", type=int, metavar="M", help="a diffusion prior's ancestral "
+                   "log p(z): the weight of M forward trajectories, averaged inside the log "
+                   "(default: the run's)")
+    p.add_argument("--tolerance", type=float, help="the ODE solver's rtol = atol (default: the "
+                   "run's)")
+
+
+def apply_sampler_flags(model: Any, args: argparse.Namespace) -> None:
+    """Set the flags of `add_sampler_flags` on the model's diffusion prior; a clear error where
+    the run has none."""
+    chosen = {k: getattr(args, k) for k in SAMPLER_FLAGS if getattr(args, k, None) is not None}
+    if not chosen:
+        return
+    from vaekit.priors.diffusion import DiffusionPrior
+
+    prior = getattr(model, "prior", None)
+    if not isinstance(prior, DiffusionPrior):
+        flag, value = next(iter(chosen.items()))
+        kind = ((getattr(model, "config", None) and model.config.fitted_prior) or {}).get(
+            "kind", "its own")
+        raise ConfigError(f"--{flag} {value} is for a run with a fitted diffusion prior (vaekit "
+                          f"fit-prior --kind diffusion); {args.run} has {kind} prior")
+    prior.configure(**chosen)

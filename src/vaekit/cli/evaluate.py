@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vaekit.cli.common import _eval_data
+from vaekit.cli.common import _eval_data, apply_sampler_flags
 from vaekit.cli.parser import DEFAULT_BDMC_STEPS, DEFAULT_EVAL_K
 from vaekit.config import ConfigError
 from vaekit.errors import NoLikelihoodError, VaekitError
@@ -43,6 +43,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.run import EVALUATION_FILE
 
     model, info, (x, data, labels) = _eval_data(args)
+    apply_sampler_flags(model, args)
     if args.ais_steps or args.bdmc:  # before the autoencoder's refusal: it names the method
         _check_ais(model, args)
     if not model.has_likelihood:

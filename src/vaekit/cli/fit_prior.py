@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
+    from vaekit.priors.diffusion import SAMPLERS
     from vaekit.priors.fitted import FITTED_PRIORS
 
     kinds = "; ".join(f"{name}: {spec.help}" for name, spec in FITTED_PRIORS.items())
@@ -28,9 +29,26 @@ def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
                    help="steps T of --kind diffusion (default: 100)")
     p.add_argument("--width", type=positive_int, default=512,
                    help="hidden width of the diffusion's denoiser (default: 512)")
+    p.add_argument("--depth", type=positive_int, default=3,
+                   help="residual blocks of the diffusion's denoiser (default: 3)")
     p.add_argument("--sampling-steps", type=int, default=0,
                    help="sample the diffusion by DDIM in this many steps; 0: ancestral, all T "
                    "steps (default: 0)")
+    diffusion = FITTED_PRIORS["diffusion"]
+    p.add_argument("--sampler", default=diffusion.defaults["sampler"],
+                   help=f"the diffusion's sampler and likelihood, {', '.join(SAMPLERS)} (ode: "
+                   "the probability-flow ODE and its exact log p(z); ancestral: the chain and "
+                   "its --trajectories weight; ddim: --sampling-steps, the chain's likelihood) "
+                   f"(default: {diffusion.defaults['sampler']})")
+    p.add_argument("--trajectories", type=int, default=diffusion.defaults["trajectories"],
+                   metavar="M", help="forward trajectories averaged inside the ancestral "
+                   f"log p(z) (default: {diffusion.defaults['trajectories']})")
+    p.add_argument("--tolerance", type=float, default=diffusion.defaults["tolerance"],
+                   help="the ODE solver's rtol = atol (default: "
+                   f"{diffusion.defaults['tolerance']:g})")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop a prior trained "
+                   "by gradient steps after the epoch that passes this many seconds (or at "
+                   "--epochs, whichever comes first)")
     p.add_argument("--epochs", type=positive_int, default=50,
                    help="passes over the codes for a prior trained by gradient steps (flow, "
                    "diffusion) "
@@ -53,9 +71,10 @@ def cmd_fit_prior(args: argparse.Namespace) -> int:
     if args.kind not in FITTED_PRIORS:
         raise ConfigError(f"unknown --kind {args.kind!r}; choose from: "
                           f"{', '.join(FITTED_PRIORS)}")
-    options = {name: getattr(args, name) for name in FITTED_PRIORS[args.kind].defaults}
+    options = {name: getattr(args, name) for name in FITTED_PRIORS[args.kind].defaults
+               if hasattr(args, name)}
     out = fit_prior(args.run, args.kind, args.out, options=options, epochs=args.epochs,
                     batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
-                    progress=not args.quiet)
+                    progress=not args.quiet, time_limit=args.time_limit)
     print(f"run directory: {out}")
     return 0

@@ -13,6 +13,7 @@ from vaekit.cli.common import (
     _claim_output,
     _eval_data,
     _save_array_or_grid,
+    apply_sampler_flags,
     require_sampler,
 )
 from vaekit.config import ConfigError
@@ -28,6 +29,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _claim_output(args)
     model, info = load_run(args.run, device=args.device)
     require_sampler(model, args.run)
+    apply_sampler_flags(model, args)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     table = Path(args.output).suffix.lower() == ".csv"
     if table != bool(info.config.table):

@@ -7,6 +7,7 @@ import argparse
 from dataclasses import MISSING, fields
 from typing import Any
 
+from vaekit.cli.common import add_sampler_flags
 from vaekit.cli.fit_prior import add_fit_prior_parser
 from vaekit.cli.quality import add_quality_parser
 from vaekit.cli.view import add_view_parsers
@@ -211,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=_positive_int, default=1024,
                    help="(sample, example) rows decoded at once; bounds peak memory "
                    "(default: 1024)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise and of a "
+                   "diffusion prior's trajectories (default: 0)")
+    add_sampler_flags(p)
     add_compile(p)
     p.add_argument("--marginal", action="store_true", help="a conditional run: also its "
                    "log p(x) = log sum_c p(c) p(x|c), p(c) the training frequencies (costs one "
@@ -239,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", metavar="CLASS", help="a conditional run (trained with "
                    "--condition label): draw every sample of this class, by name or index "
                    "(default: the classes in turn, column j of a grid being class j)")
+    add_sampler_flags(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
     p = sub.add_parser("reconstruct", help="inputs beside their reconstructions")

@@ -11,6 +11,8 @@ from vaekit.errors import ConfigError, DataError
 
 
 def add_quality_parser(sub: Any, positive_int: Any, temperature: Any) -> None:
+    from vaekit.cli.common import add_sampler_flags
+
     p = sub.add_parser(
         "quality", help="sample quality: Fréchet distance, precision and recall against held-out "
         "data, beside the training data's own (the reference floor)",
@@ -39,6 +41,7 @@ def add_quality_parser(sub: Any, positive_int: Any, temperature: Any) -> None:
     p.add_argument("--target", metavar="COLUMN", help="a table's column to predict: the "
                    "accuracy of a classifier trained on synthetic rows and tested on real ones "
                    "(train on synthetic, test on real)")
+    add_sampler_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -46,7 +49,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vaekit.cli.common import _check_device, require_sampler
+    from vaekit.cli.common import _check_device, apply_sampler_flags, require_sampler
     from vaekit.data import load_dataset
     from vaekit.io import atomic_write_json
     from vaekit.quality import check_samples, feature_network, sample_quality
@@ -91,6 +94,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
         device = _check_device(args.device)
         model, _ = load_run(args.run, device=device)
         require_sampler(model, args.run)
+        apply_sampler_flags(model, args)
         if model.event_shape != data.event_shape:
             raise DataError(f"the data has examples of shape {data.event_shape}, but the model "
                             f"in {args.run} was trained on shape {model.event_shape}")

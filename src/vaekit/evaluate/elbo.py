@@ -21,6 +21,7 @@ def dataset_elbo(model: LatentVariableModel, x: Tensor, batch_size: int = 1000, 
     conditional model takes each example's class labels, `condition` (N,)."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    model.reseed(seed)  # noise drawn inside log p(z), if any, follows the seed too
     if device.type == "cuda" and x.device.type == "cpu":
         x = x.pin_memory()  # page-locked: the copies below overlap with the GPU's work
     parts: dict[str, list[Tensor]] = {"elbo": [], "reconstruction": [], "kl": [],

@@ -92,6 +92,7 @@ def log_likelihood(model: LatentVariableModel, x: Tensor, k: int = 5000,
     chunk_fn: ChunkFn = CompiledOrEager(_chunk_logsumexp, "evaluating", dynamic=False) \
         if compile else _chunk_logsumexp
     generator = torch.Generator(device=device).manual_seed(seed)
+    model.reseed(seed)  # noise drawn inside log p(z), if any, follows the seed too
     if device.type == "cuda" and x.device.type == "cpu":
         x = x.pin_memory()  # page-locked: the copies below overlap with the GPU's work
     batch, k_chunk = _chunking(k, len(x), chunk_rows)

@@ -195,6 +195,16 @@ class LatentVariableModel(nn.Module):
         log_pz, log_px_z = self.joint_terms(x, z, condition)
         return log_pz + log_px_z
 
+    def reseed(self, seed: int) -> None:
+        """Restart, from `seed`, the noise that parts of the model draw inside a log-density
+        rather than from `draw_noise` (a diffusion prior's forward trajectories, Hutchinson's
+        probes): each part with a `reseed(seed)` of its own. Evaluation calls it with its seed,
+        so that an estimate depends on the seed, not on what ran before it in the process."""
+        for module in self.modules():
+            part = getattr(module, "reseed", None) if module is not self else None
+            if callable(part):
+                part(seed)
+
     def decode(self, z: Tensor | np.ndarray, *, condition: Any = None,
                grad: bool = False) -> Distribution:
         """p(x|z) (or p(x|z, c)) for latents z of shape (*batch, latent_dim), in the data's

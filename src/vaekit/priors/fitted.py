@@ -15,14 +15,15 @@ log p(x) with the new prior stays an honest lower bound.
 - `mog`: a mixture of diagonal Gaussians, fitted by EM (scikit-learn's GaussianMixture).
 - `flow`: N(0, I) pushed through affine couplings (RealNVP) and a per-dimension affine map
   started at the codes' mean and spread, trained by Adam on -log p(z).
-- `diffusion`: a DDPM on the standardised codes (`vaekit.priors.diffusion`); its log p(z) is a
-  one-trajectory variational bound, which keeps the estimate of log p(x) a lower bound.
+- `diffusion`: a diffusion model on the standardised codes (`vaekit.priors.diffusion`); its
+  log p(z) is the probability-flow ODE's exact density (`--sampler ode`), or the ancestral
+  chain's M-trajectory importance weight, which keeps the estimate of log p(x) a lower bound.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from vaekit.distributions import (
 from vaekit.errors import ConfigError
 from vaekit.flows import AffineCoupling, FlowDistribution
 from vaekit.priors import MixturePrior
-from vaekit.priors.diffusion import MIN_DDIM_STEPS, DiffusionPrior
+from vaekit.priors.diffusion import MIN_DDIM_STEPS, SAMPLERS, DiffusionPrior
 
 
 @rsample_and_log_prob.register
@@ -134,12 +135,25 @@ class FlowPriorFitted(nn.Module):
 @dataclass(frozen=True)
 class FittedPriorSpec:
     """A kind of fitted prior: `build(latent_dim, options)`; `trained` says whether it is fitted
-    by gradient steps (resumable, with --epochs) rather than in closed form or by EM."""
+    by gradient steps (resumable, with --epochs) rather than in closed form or by EM. An option
+    is an integer, a float (> 0) or a string of `choices[name]`, by the type of its default;
+    `legacy` gives the value of an option absent from a record saved before it existed."""
 
     build: Callable[[int, dict[str, Any]], nn.Module]
     defaults: dict[str, Any]
     trained: bool
     help: str
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    legacy: dict[str, Any] = field(default_factory=dict)
+    #: the decay of an exponential moving average of the weights, which the run keeps (0: none)
+    ema: float = 0.0
+
+
+def _diffusion(d: int, o: dict[str, Any]) -> DiffusionPrior:
+    return DiffusionPrior(d, int(o["diffusion_steps"]), int(o["width"]), int(o["sampling_steps"]),
+                          depth=int(o["depth"]), denoiser=str(o["denoiser"]),
+                          sampler=str(o["sampler"]), trajectories=int(o["trajectories"]),
+                          tolerance=float(o["tolerance"]))
 
 
 #: The kinds of `vaekit fit-prior --kind`: the one list of choices.
@@ -153,16 +167,21 @@ FITTED_PRIORS: dict[str, FittedPriorSpec] = {
                             {"flow_steps": 6}, True,
                             "RealNVP affine couplings (Adam on -log p(z); --flow-steps)"),
     "diffusion": FittedPriorSpec(
-        lambda d, o: DiffusionPrior(d, int(o["diffusion_steps"]), int(o["width"]),
-                                    int(o["sampling_steps"])),
-        {"diffusion_steps": 100, "width": 512, "sampling_steps": 0}, True,
-        "a DDPM on the codes, cosine schedule, MLP denoiser (--diffusion-steps, --width; "
-        "log p(z) by its variational bound; --sampling-steps N < steps samples by DDIM)"),
+        _diffusion, {"diffusion_steps": 100, "width": 512, "depth": 3, "sampling_steps": 0,
+                     "denoiser": "residual", "sampler": "ancestral", "trajectories": 1,
+                     "tolerance": 1e-5}, True,
+        "a VP diffusion on the codes, residual-MLP denoiser (--diffusion-steps, --width, "
+        "--depth); --sampler ode: the probability-flow ODE, exact log p(z); ancestral: "
+        "log p(z) by the --trajectories M weight; ddim: --sampling-steps N",
+        choices={"denoiser": ("residual", "mlp"), "sampler": SAMPLERS},
+        legacy={"denoiser": "mlp"}, ema=0.999),
 }
 
 
-def fitted_prior_options(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(kind, options with defaults) of a config's `fitted_prior` record, checked."""
+def fitted_prior_options(record: dict[str, Any],
+                         saved: bool = True) -> tuple[str, dict[str, Any]]:
+    """(kind, options with defaults) of a config's `fitted_prior` record, checked. A `saved`
+    record (a run's) takes the legacy value of an option it lacks; a new fit the default."""
     if not isinstance(record, dict) or "kind" not in record:
         raise ConfigError("fitted_prior must be a mapping with a 'kind'")
     kind = record["kind"]
@@ -170,21 +189,38 @@ def fitted_prior_options(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"unknown fitted prior {kind!r}; choose from: "
                           f"{', '.join(FITTED_PRIORS)}")
     spec = FITTED_PRIORS[kind]
-    options = {**spec.defaults}
+    options = {**spec.defaults, **(spec.legacy if saved else {})}
     for key, value in record.items():
         if key in ("kind", "source"):
             continue
         if key not in spec.defaults:
             raise ConfigError(f"fitted prior {kind} has no option {key!r}")
-        least = 0 if key == "sampling_steps" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"fitted prior {kind}: {key} must be an integer >= {least}, got "
-                              f"{value!r}")
-        if key == "sampling_steps" and 0 < value < MIN_DDIM_STEPS:
-            raise ConfigError(f"--sampling-steps {value}: DDIM needs at least {MIN_DDIM_STEPS} "
-                              "steps (0 samples ancestrally)")
-        options[key] = value
+        options[key] = _checked_option(kind, key, value, spec)
+    if saved and "sampler" not in record and \
+            0 < options.get("sampling_steps", 0) < options.get("diffusion_steps", 0):
+        options["sampler"] = "ddim"  # a record from before --sampler: DDIM by its steps
     return kind, options
+
+
+def _checked_option(kind: str, key: str, value: Any, spec: FittedPriorSpec) -> Any:
+    default, flag = spec.defaults[key], "--" + key.replace("_", "-")
+    if isinstance(default, str):
+        if value not in spec.choices[key]:
+            raise ConfigError(f"{flag} {value}: choose from {', '.join(spec.choices[key])}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0 < value < 1:
+            raise ConfigError(f"{flag} {value}: must lie in (0, 1)")
+        return float(value)
+    least = 0 if key == "sampling_steps" else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(f"fitted prior {kind}: {key} must be an integer >= {least}, got "
+                          f"{value!r}")
+    if key == "sampling_steps" and 0 < value < MIN_DDIM_STEPS:
+        raise ConfigError(f"--sampling-steps {value}: DDIM needs at least {MIN_DDIM_STEPS} "
+                          "steps (0 samples ancestrally)")
+    return value
 
 
 def build_fitted_prior(record: dict[str, Any], latent_dim: int) -> nn.Module:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,11 @@ class CodeSource:
 
 def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str, Any],
               epochs: int = 50, batch_size: int = 500, lr: float = 1e-3, seed: int = 0,
-              resume: bool = False, progress: bool = True) -> Path:
-    """Fit the prior `kind` (a key of FITTED_PRIORS) to RUN's codes; write NEW_RUN `out`."""
+              resume: bool = False, progress: bool = True,
+              time_limit: float | None = None) -> Path:
+    """Fit the prior `kind` (a key of FITTED_PRIORS) to RUN's codes; write NEW_RUN `out`. A
+    prior trained by gradient steps stops after `epochs` or `time_limit` seconds (checked after
+    each epoch), whichever comes first."""
     run, out = Path(run), Path(out)
     if kind not in FITTED_PRIORS:
         raise ConfigError(f"unknown --kind {kind!r}; choose from: {', '.join(FITTED_PRIORS)}")
@@ -96,8 +100,10 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
         raise DataError(f"{run} was trained on an in-memory array (vaekit.fit), so it has no "
                         "data of its own to draw codes from")
     _claim_run_dir(out, run, resume)
-    record = {"kind": kind, **options}
-    kind, options = fitted_prior_options(record)
+    if time_limit is not None and not time_limit > 0:
+        raise ConfigError(f"--time-limit {time_limit}: must be a positive number of seconds")
+    kind, options = fitted_prior_options({"kind": kind, **options}, saved=False)
+    record = {"kind": kind, **options}  # every option, so that later defaults never change it
     settings = {"kind": kind, **options, "source": str(run.resolve()), "seed": seed, "lr": lr,
                 "batch_size": batch_size}
     model, _ = load_run(run)
@@ -109,6 +115,8 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     held_out = prepare_eval_data(data.test, info.data.get("binarize", "none"),
                                  info.data.get("dequantize"))
     codes, test_codes = CodeSource(model, x), CodeSource(model, held_out)
+    val = prepare_eval_data(data.val, info.data.get("binarize", "none"),
+                            info.data.get("dequantize"))
     with torch.random.fork_rng(devices=[]):  # initial weights from the seed alone
         torch.manual_seed(seed)
         prior = FITTED_PRIORS[kind].build(model.latent_dim, options)
@@ -120,15 +128,22 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     elif isinstance(prior, MixturePriorFitted):
         prior.fit(codes.draw(g), seed)
     else:  # trained by gradient steps: flow, diffusion
-        _train_prior(prior, codes, out, epochs, batch_size, lr, g, resume, progress, settings)
-    test_log_pz = None  # mean log p(z) of the test split's codes (the diffusion's: its bound)
+        val_codes = CodeSource(model, val).draw(torch.Generator().manual_seed(seed + 2)) \
+            if len(val) else None
+        _train_prior(prior, codes, out, TrainingPlan(epochs, batch_size, lr, time_limit,
+                                                     FITTED_PRIORS[kind].ema),
+                     g, resume, progress, settings, val_codes)
+    test_log_pz = None  # mean log p(z) of the test split's codes (the ancestral's: a bound)
     if len(held_out):
+        reseed = getattr(prior, "reseed", None)
+        if callable(reseed):
+            reseed(seed + 1)
         test_log_pz = log_prob_nats(prior, test_codes.draw(
             torch.Generator().manual_seed(seed + 1)))
     if progress:
         what = "no test split" if test_log_pz is None else \
             f"test codes' log p(z) {test_log_pz:.3f} nats" + (
-                " (a bound)" if kind == "diffusion" else "")
+                " (a bound)" if kind == "diffusion" and options["sampler"] != "ode" else "")
         print(f"fitted a {kind} prior to {len(x)} codes of {run} in "
               f"{time.perf_counter() - start:.1f}s: {what}", file=sys.stderr)
     _write_run(model, prior, info, run, out, {**record, "source": str(run)},
@@ -149,12 +164,27 @@ def _claim_run_dir(out: Path, run: Path, resume: bool) -> None:
                           "unfinished fit)")
 
 
-def _train_prior(prior: Any, codes: CodeSource, out: Path, epochs: int, batch_size: int,
-                 lr: float, g: torch.Generator, resume: bool, progress: bool,
-                 settings: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a prior is trained by gradient steps: Adam at `lr` on minibatches, for `epochs` or
+    until `time_limit` seconds have passed, with an EMA of the weights at decay `ema` (0: none),
+    which becomes the run's prior (VDVAE, NVAE and DDPM all evaluate an EMA)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    time_limit: float | None = None
+    ema: float = 0.0
+
+
+def _train_prior(prior: Any, codes: CodeSource, out: Path, plan: TrainingPlan,
+                 g: torch.Generator, resume: bool, progress: bool, settings: dict[str, Any],
+                 val_codes: Tensor | None = None) -> None:
     """Adam on the prior's `training_loss` (-mean log p(z) for a flow, the denoising loss for
-    a diffusion) over minibatches of codes; a checkpoint after every epoch."""
-    optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
+    a diffusion) over minibatches of fresh codes each epoch; the validation loss of the
+    (averaged) weights on held-out codes; a checkpoint after every epoch."""
+    optimizer = torch.optim.Adam(prior.parameters(), lr=plan.lr)
+    average: dict[str, Tensor] = {}  # the EMA of the weights (none: plan.ema = 0)
     first = 0
     if resume:
         tensors, meta = load_tensors(out / PRIOR_CHECKPOINT)
@@ -165,35 +195,77 @@ def _train_prior(prior: Any, codes: CodeSource, out: Path, epochs: int, batch_si
                               f"{out} ({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}); "
                               "resume with the same settings")
         prior.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
+        average = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
         optimizer_from_tensors(optimizer, tensors, (meta or {})["optimizer"])
         g.set_state(tensors["generator_state"])
         first = int((meta or {})["epoch"])
     else:
         prior.init_from_codes(codes.draw(torch.Generator().manual_seed(g.initial_seed())))
-    for epoch in range(first, epochs):
+        average = {k: v.detach().clone() for k, v in prior.state_dict().items()} \
+            if plan.ema else {}
+    began = time.perf_counter()
+    for epoch in range(first, plan.epochs):
         start = time.perf_counter()
         z = codes.draw(g)
         perm = torch.randperm(len(z), generator=g)
         total = 0.0
-        for i in range(0, len(z), batch_size):
-            batch = z[perm[i:i + batch_size]]
+        for i in range(0, len(z), plan.batch_size):
+            batch = z[perm[i:i + plan.batch_size]]
             loss = prior.training_loss(batch, g)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(prior.parameters(), 100.0)
             optimizer.step()
+            if plan.ema:
+                _update_average(average, prior, plan.ema)
             total += float(loss.detach()) * len(batch)
-        row = {"epoch": epoch + 1, "train_loss": total / len(z),
-               "seconds": round(time.perf_counter() - start, 3)}
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / len(z)}
+        if val_codes is not None:
+            row["val_loss"] = _validation_loss(prior, average, val_codes)
+        row["seconds"] = round(time.perf_counter() - start, 3)
         opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
         save_tensors(out / PRIOR_CHECKPOINT, {
-            **{f"prior.{k}": v for k, v in prior.state_dict().items()}, **opt_tensors,
+            **{f"prior.{k}": v for k, v in prior.state_dict().items()},
+            **{f"ema.{k}": v for k, v in average.items()}, **opt_tensors,
             "generator_state": g.get_state()}, {"epoch": epoch + 1, "optimizer": opt_meta,
                                                 "settings": settings})
         append_metrics(out, row, PRIOR_METRICS)
         if progress:
-            print(f"prior epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.3f}  "
-                  f"({row['seconds']:.1f}s)", file=sys.stderr)
+            val = f"  val {row['val_loss']:.3f}" if "val_loss" in row else ""
+            print(f"prior epoch {epoch + 1:>3}/{plan.epochs}  loss {row['train_loss']:.3f}{val}"
+                  f"  ({row['seconds']:.1f}s)", file=sys.stderr)
+        if plan.time_limit is not None and time.perf_counter() - began >= plan.time_limit:
+            if progress:
+                print(f"prior: --time-limit {plan.time_limit:g}s reached after epoch "
+                      f"{epoch + 1}", file=sys.stderr)
+            break
+    if average:
+        prior.load_state_dict(average)
+
+
+@torch.no_grad()
+def _update_average(average: dict[str, Tensor], prior: nn.Module, decay: float) -> None:
+    """average <- decay average + (1 - decay) weights, for the floating-point tensors."""
+    for name, value in prior.state_dict().items():
+        if value.is_floating_point():
+            average[name].lerp_(value, 1 - decay)
+        else:
+            average[name].copy_(value)
+
+
+@torch.no_grad()
+def _validation_loss(prior: Any, average: dict[str, Tensor], val_codes: Tensor) -> float:
+    """The training loss on held-out codes, with the averaged weights where there are any, and
+    the same t and noise every epoch (a fixed generator), so that epochs compare."""
+    current = {k: v.clone() for k, v in prior.state_dict().items()} if average else {}
+    if average:
+        prior.load_state_dict(average)
+    g = torch.Generator(device=val_codes.device).manual_seed(0)
+    total = sum(float(prior.training_loss(val_codes[i:i + 4096], g)) * len(val_codes[i:i + 4096])
+                for i in range(0, len(val_codes), 4096))
+    if current:
+        prior.load_state_dict(current)
+    return total / len(val_codes)
 
 
 def _write_run(model: LatentVariableModel, prior: nn.Module, info: RunInfo, run: Path,
