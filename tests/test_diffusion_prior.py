@@ -106,6 +106,28 @@ def test_the_ode_samples_the_density_it_evaluates() -> None:
     assert float((torch.cov(u.double().T) - cov).abs().max()) < 0.1
 
 
+@pytest.mark.parametrize("direction", ["sample", "log_prob"])
+def test_the_ode_solver_never_steps_outside_the_schedule(
+        direction: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every time at which the drift is evaluated lies in [T_MIN, 1]: below T_MIN sigma_t is
+    NaN, and a solver that steps past the end and interpolates back fails there (it did on
+    MNIST codes, with a step-size underflow)."""
+    prior, _, _ = _gaussian_prior()
+    prior.configure(tolerance=1e-5)
+    times: list[float] = []
+    real = prior.eps
+
+    def eps(u: Tensor, t: Tensor, *rest: object) -> Tensor:
+        times.append(float(t))
+        return real(u, t, *rest)
+
+    monkeypatch.setattr(prior, "eps", eps)
+    torch.manual_seed(0)
+    p = prior(None)
+    p.sample((200,)) if direction == "sample" else p.log_prob(prior.loc + torch.randn(20, 3))
+    assert times and min(times) >= T_MIN * (1 - 1e-6) and max(times) <= 1 + 1e-6
+
+
 def test_ddim_with_the_exact_score_samples_the_gaussian() -> None:
     prior, mean, cov = _gaussian_prior()
     prior.sampling_steps = 50

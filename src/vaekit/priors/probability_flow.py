@@ -55,11 +55,14 @@ def _odeint() -> Callable[..., Any]:
 
 def _solve(prior: DiffusionPrior, dynamics: Any, state: Any, start: float, end: float,
            like: Tensor) -> Any:
-    """torchdiffeq's dopri5 from `start` to `end`; its step-size underflow (a stiff or
-    diverging solve) as one clear error instead of an AssertionError from inside the solver."""
-    try:
-        return _odeint()(dynamics, state, _times(prior, like, start, end), rtol=prior.tolerance,
-                         atol=prior.tolerance, method=METHOD)
+    """torchdiffeq's dopri5 from `start` to `end`, its steps kept within them (by default it
+    steps past the end and interpolates back, evaluating the drift outside the schedule's
+    range); its step-size underflow (a stiff or diverging solve) as one clear error instead
+    of an AssertionError from inside the solver."""
+    times = _times(prior, like, start, end)
+    try:  # step_t: the last step ends at `end`, never past it (below T_MIN, sigma_t is NaN)
+        return _odeint()(dynamics, state, times, rtol=prior.tolerance, atol=prior.tolerance,
+                         method=METHOD, options={"step_t": times})
     except AssertionError as e:
         raise VaekitError(f"the probability-flow ODE did not solve at --tolerance "
                          f"{prior.tolerance:g} ({e}); try a looser --tolerance, or --sampler "
