@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import vaekit
+from tests.test_train import _record_lrs
 from vaekit import Config
 from vaekit.errors import ConfigError
 from vaekit.io import load_tensors
 from vaekit.train import loop
-from vaekit.train.adam import AdamStep
 from vaekit.train.schedules import time_horizon
 
 #: 100 epochs that will not fit: each takes 30 s of the fake clock, the limit is 4 minutes
@@ -32,18 +32,6 @@ def _fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """The loop's perf_counter: 10 s later at every reading (3 readings an epoch)."""
     ticks = itertools.count(0.0, 10.0)
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
-
-
-def _record_lrs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    lrs: list[float] = []
-    real = AdamStep.__call__
-
-    def step(self: AdamStep) -> None:
-        lrs.append(self.optimizer.param_groups[0]["lr"])
-        real(self)
-
-    monkeypatch.setattr(AdamStep, "__call__", step)
-    return lrs
 
 
 def test_the_horizon_is_the_epochs_the_time_left_holds() -> None:
