@@ -2,12 +2,18 @@
 two at a time, one thread each, then scored by the importance-weighted test NLL.
 
     python benchmarks/hour_sweep.py --data-dir ../shared/data/mnist --minutes 12 --out runs/sweep
-    python benchmarks/hour_sweep.py --only old,cosine-fb2 --minutes 60 --k 1000 --out runs/hour2
+    python benchmarks/hour_sweep.py --only old,cosine-fb2-4groups --minutes 60 --k 1000 \
+        --curve-minutes 5,10,15,20,30,40,50 --out runs/hour
 
 Every candidate is `vaekit train --preset hvae-mnist` plus its flags, with `--time-limit M
 --threads 1`, so the two runs of a pair share the machine alike and the comparison is side by
 side. Finished runs (a metrics file and an evaluation) are kept and not run again, so the sweep
 resumes. The table (markdown) is printed and written with the raw numbers to OUT/sweep.json.
+
+With --curve-minutes, each run's saved model (model.safetensors, written with every checkpoint,
+so at most --checkpoint-every seconds behind) is copied when its training time passes each mark,
+to OUT/snapshots/NAME-MMmin; after training, every snapshot is scored at --curve-k and the test
+NLL against minutes of training goes to OUT/curve.json: the curve of the Results page.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from safetensors import safe_open
 
 #: name -> the flags added to `--preset hvae-mnist`; the first is the preset as shipped
 CANDIDATES: dict[str, list[str]] = {
@@ -64,6 +73,50 @@ def _evaluate(name: str, args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _snapshot(name: str, args: argparse.Namespace, marks: list[float]) -> None:
+    """Copy the run's saved model at every mark its training time (metrics.jsonl) has passed."""
+    run, root = Path(args.out) / name, Path(args.out) / "snapshots"
+    if not (run / "metrics.jsonl").exists() or not (run / "model.safetensors").exists():
+        return
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+            if line.strip()]
+    spent = sum(r["seconds"] for r in rows) / 60
+    for mark in marks:
+        dst = root / f"{name}-{mark:02g}min"
+        if spent >= mark and not dst.exists():
+            tmp = root / f".{dst.name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in ("config.json", "model.safetensors", "metrics.jsonl"):
+                shutil.copy2(run / f, tmp / f)
+            (tmp / "snapshot.json").write_text(json.dumps({"minutes": spent,
+                                                           "epochs": len(rows)}))
+            tmp.rename(dst)  # whole or absent
+
+
+def _curve(names: list[str], args: argparse.Namespace) -> list[dict[str, object]]:
+    """Every snapshot's test NLL at --curve-k, with the epoch its model was saved at."""
+    points = []
+    for snap in sorted((Path(args.out) / "snapshots").glob("*min")):
+        name, mark = snap.name.rsplit("-", 1)
+        if name not in names:
+            continue
+        scored = snap / f"test-k{args.curve_k}.json"
+        if not scored.exists():
+            cmd = _vaekit("evaluate", str(snap), "--split", "test", "--k", str(args.curve_k),
+                          "--json")
+            text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            scored.write_text(text.strip().splitlines()[-1])
+        result = json.loads(scored.read_text())
+        with safe_open(str(snap / "model.safetensors"), "pt") as f:
+            epoch = int((f.metadata() or {}).get("epoch", -1))
+        points.append({"name": name, "mark": float(mark.removesuffix("min")), "epoch": epoch,
+                       "minutes": round(sum(json.loads(line)["seconds"] for line in (
+                           snap / "metrics.jsonl").read_text().splitlines()[:epoch]) / 60, 2),
+                       "nll": result["nll"], "nll_se": result["nll_stderr"]})
+    return points
+
+
 def _row(name: str, args: argparse.Namespace) -> dict[str, object]:
     run = Path(args.out) / name
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
@@ -86,17 +139,25 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2, help="candidates trained at once")
     p.add_argument("--only", default="", help="comma-separated candidate names (default: all)")
     p.add_argument("--out", default="runs/sweep")
+    p.add_argument("--curve-minutes", default="",
+                   help="comma-separated minutes at which to keep each run's model (the curve)")
+    p.add_argument("--curve-k", type=int, default=100, help="importance samples of the curve")
     args = p.parse_args()
     names = [n for n in args.only.split(",") if n] or list(CANDIDATES)
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         p.error(f"unknown candidate(s) {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}")
+    marks = [float(m) for m in args.curve_minutes.split(",") if m]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     todo = [n for n in names if not (Path(args.out) / n / "metrics.jsonl").exists()]
     for i in range(0, len(todo), args.parallel):
         procs = [(n, _train(n, args)) for n in todo[i:i + args.parallel]]
+        while any(proc.poll() is None for _, proc in procs):
+            for n, _ in procs:
+                _snapshot(n, args, marks)
+            time.sleep(10)
         for n, proc in procs:
-            if proc.wait() != 0:
+            if proc.returncode != 0:
                 sys.exit(f"{n} failed: see {Path(args.out) / (n + '.log')}")
     for n in names:
         scored = Path(args.out) / n / f"test-k{args.k}.json"
@@ -106,6 +167,13 @@ def main() -> None:
     (Path(args.out) / "sweep.json").write_text(json.dumps({
         "minutes": args.minutes, "k": args.k, "parallel": args.parallel,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": table}, indent=1))
+    if marks:
+        curve = _curve(names, args)
+        (Path(args.out) / "curve.json").write_text(json.dumps(curve, indent=1))
+        print(f"| candidate | minutes | epoch | test NLL (k={args.curve_k}) |\n|---|---|---|---|")
+        for c in curve:
+            print(f"| {c['name']} | {c['minutes']} | {c['epoch']} | "
+                  f"{float(c['nll']):.2f} ± {float(c['nll_se']):.2f} |")
     print(f"| candidate | flags | epochs | minutes | train ELBO | test NLL (k={args.k}) |")
     print("|---|---|---|---|---|---|")
     for r in table:
