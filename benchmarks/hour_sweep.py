@@ -95,10 +95,12 @@ def _snapshot(name: str, args: argparse.Namespace, marks: list[float]) -> None:
 
 
 def _curve(names: list[str], args: argparse.Namespace) -> list[dict[str, object]]:
-    """Every snapshot's test NLL at --curve-k, with the epoch its model was saved at."""
+    """Every snapshot's test NLL at --curve-k, and the finished run's at the same k (the
+    curve's last point), with the epoch each model was saved at."""
     points = []
-    for snap in sorted((Path(args.out) / "snapshots").glob("*min")):
-        name, mark = snap.name.rsplit("-", 1)
+    snaps = [(*s.name.rsplit("-", 1), s) for s in (Path(args.out) / "snapshots").glob("*min")]
+    snaps += [(n, f"{args.minutes:g}min", Path(args.out) / n) for n in names]
+    for name, mark, snap in sorted(snaps, key=lambda t: (t[0], float(t[1].removesuffix("min")))):
         if name not in names:
             continue
         scored = snap / f"test-k{args.curve_k}.json"
@@ -109,7 +111,7 @@ def _curve(names: list[str], args: argparse.Namespace) -> list[dict[str, object]
             scored.write_text(text.strip().splitlines()[-1])
         result = json.loads(scored.read_text())
         with safe_open(str(snap / "model.safetensors"), "pt") as f:
-            epoch = int((f.metadata() or {}).get("epoch", -1))
+            epoch = int(json.loads((f.metadata() or {}).get("json", "{}")).get("epoch", -1))
         points.append({"name": name, "mark": float(mark.removesuffix("min")), "epoch": epoch,
                        "minutes": round(sum(json.loads(line)["seconds"] for line in (
                            snap / "metrics.jsonl").read_text().splitlines()[:epoch]) / 60, 2),
