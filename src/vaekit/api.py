@@ -23,7 +23,7 @@ from vaekit.config import Config
 from vaekit.data import Dataset, check_array, load_dataset
 from vaekit.data.datasets import _split, array_file
 from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError
-from vaekit.models import LatentVariableModel
+from vaekit.models import CategoricalVAE, LatentVariableModel
 from vaekit.run import (
     ARRAY_DATA,
     CHECKPOINT_FILE,
@@ -260,7 +260,7 @@ def write_pictures(model: LatentVariableModel, data: Dataset, run_dir: Path,
         x = held_out[:32]
         recon = model.reconstruct(x.to(device), condition=condition_rows(condition, 0, 32))
         plots.save_reconstructions(x, recon.cpu(), run_dir / "reconstructions.png")
-        if model.latent_kind == "discrete":
+        if isinstance(model, CategoricalVAE):
             plots.save_latent_classes(model, x.to(device), run_dir / "latent_classes.png")
     kl = kl_per_dimension(model, held_out, condition=condition)
     if kl is not None:

@@ -120,11 +120,17 @@ def _save_array_or_grid(array: Any, output: str, nrow: int = 8, image: bool = Tr
 
 
 def require_sampler(model: Any, run: str) -> None:
-    """A clear error where the model has no prior to sample from (an autoencoder)."""
+    """A clear error where the model has no prior to sample from (an autoencoder, or a VQ-VAE
+    before its codes have a fitted prior)."""
     if not model.can_sample:
-        raise NoLikelihoodError(f"{run} is a plain autoencoder: it samples only through a "
-                                "density fitted to its codes; fit one with: vaekit fit-prior "
-                                f"{run} --kind mog --out {str(run).rstrip('/')}-mog")
+        if model.latent_kind == "discrete":
+            what, kind = "a VQ-VAE: it samples only through a prior fitted to its codes", \
+                "autoregressive"
+        else:
+            what, kind = "a plain autoencoder: it samples only through a density fitted to " \
+                "its codes", "mog"
+        raise NoLikelihoodError(f"{run} is {what}; fit one with: vaekit fit-prior {run} --kind "
+                                f"{kind} --out {str(run).rstrip('/')}-{kind}")
 
 
 #: The flags that choose a fitted diffusion prior's sampler and likelihood on a loaded run.

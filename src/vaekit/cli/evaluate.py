@@ -17,11 +17,19 @@ from vaekit.errors import NoLikelihoodError, VaekitError
 ESTIMATE_IW = "importance-weighted estimate of log p(x) (Burda et al. 2016)"
 
 
+ESTIMATE_POINT_MASS = "the bound log p(x|c(x)) + log p(c(x)) of a point-mass q (exact)"
 ESTIMATE_SINGLE = "single-sample estimate (the ELBO's), not a likelihood estimate"
 
 
-def _evaluate_rows(k: int) -> list[tuple[str, str]]:
-    """(label, report key) of the printed rows; each label says which estimate it shows."""
+def _evaluate_rows(k: int, point_mass: bool = False) -> list[tuple[str, str]]:
+    """(label, report key) of the printed rows; each label says which estimate it shows. A
+    model whose q is a point mass (a VQ-VAE) has one bound, log p(x|c(x)) + log p(c(x))."""
+    if point_mass:
+        return [("bound log p(x|c) + log p(c)", "elbo"), ("  reconstruction log p(x|c)",
+                                                         "reconstruction"),
+                ("  rate -log p(c)", "kl"), ("NLL bound", "nll"), ("  standard error",
+                                                                  "nll_stderr"),
+                ("bits/dim (bound)", "bits_per_dim")]
     rows = [("ELBO", "elbo"), ("  reconstruction E_q log p(x|z)", "reconstruction"),
             ("  KL(q || p)", "kl")]
     if k == 1:  # log w of one sample: an unbiased estimate of the ELBO, not of log p(x)
@@ -66,16 +74,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ais_steps or args.bdmc:
         with model.likelihood.main_term_only():
             report.update(_ais_and_bdmc(model, x, labels, args))
-    report["estimate"] = ESTIMATE_SINGLE if args.k == 1 else ESTIMATE_IW
+    report["estimate"] = ESTIMATE_POINT_MASS if model.noise_dim == 0 else \
+        ESTIMATE_SINGLE if args.k == 1 else ESTIMATE_IW
     report.setdefault("k", args.k)
     print(f"{data.name} {args.split}: n={report['n']} examples, k={args.k}, "
           f"{report['seconds']:.1f}s  (nats per example)")
     if "evaluated_as" in report:
         print(f"  every number below is {report['evaluated_as']}")
-    for label, key in _evaluate_rows(args.k):
+    point_mass = model.noise_dim == 0
+    for label, key in _evaluate_rows(args.k, point_mass):
         if key in report:
             print(f"  {label:<36} {report[key]:>12.4f}")
-    print(f"  {'active units':<36} {report['active_units']:>8} / {model.latent_dim}")
+    if not point_mass:
+        print(f"  {'active units':<36} {report['active_units']:>8} / {model.latent_dim}")
     if len(model.latent_groups) > 1:
         print("  latent groups: KL (nats), active units")
         for name, size, kl, active in zip(model.group_names, model.latent_groups,
@@ -83,7 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                           report["active_units_per_group"], strict=True):
             label = f"{name} ({size} units)"
             print(f"    {label:<32} {kl:>10.4f} {active:>8} / {size}")
-    if args.k == 1:
+    if args.k == 1 and not point_mass:
         print(f"  k=1: a {ESTIMATE_SINGLE}; use --k {DEFAULT_EVAL_K} or more")
     if "side_term" in report:
         _print_side_term(report, args.k)

@@ -17,7 +17,7 @@ def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
         "RUN's training split, z ~ q(z|x) for a VAE, z = f(x) for an autoencoder, with the "
         f"encoder and decoder frozen. Kinds: {kinds}. NEW_RUN is a run like any other "
         "(sample, evaluate, quality, info).")
-    p.add_argument("run", metavar="RUN", help="the trained run (--model vae or ae)")
+    p.add_argument("run", metavar="RUN", help="the trained run (--model vae, ae or vqvae)")
     p.add_argument("--kind", required=True, help=f"the prior: {', '.join(FITTED_PRIORS)}")
     p.add_argument("--out", required=True, metavar="NEW_RUN", help="the new run directory "
                    "(must not exist, unless --resume)")
@@ -46,6 +46,16 @@ def add_fit_prior_parser(sub: Any, positive_int: Any) -> None:
     p.add_argument("--tolerance", type=float, default=diffusion.defaults["tolerance"],
                    help="the ODE solver's rtol = atol (default: "
                    f"{diffusion.defaults['tolerance']:g})")
+    regressive = FITTED_PRIORS["autoregressive"].defaults
+    p.add_argument("--transformer-width", type=positive_int,
+                   default=regressive["transformer_width"], help="channels of --kind "
+                   f"autoregressive's transformer (default: {regressive['transformer_width']})")
+    p.add_argument("--transformer-depth", type=positive_int,
+                   default=regressive["transformer_depth"], help="layers of --kind "
+                   f"autoregressive's transformer (default: {regressive['transformer_depth']})")
+    p.add_argument("--heads", type=positive_int, default=regressive["heads"],
+                   help=f"attention heads of --kind autoregressive (default: "
+                   f"{regressive['heads']})")
     p.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop a prior trained "
                    "by gradient steps after the epoch that passes this many seconds (or at "
                    "--epochs, whichever comes first)")

@@ -109,6 +109,28 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_codes(model: Any, x: Any, out: Path, device: str) -> int:
+    """A VQ-VAE's codes: int64 (examples, G) indices in [0, K), the h x w grid in raster order
+    (.npy, or .npz key `codes`)."""
+    import io
+
+    import numpy as np
+    import torch
+
+    from vaekit.io import atomic_write_bytes
+
+    with torch.no_grad():
+        codes = torch.cat([model.encode(x[i:i + 1000].to(device)).mean.cpu()
+                           for i in range(0, len(x), 1000)]).long().numpy()
+    buf = io.BytesIO()
+    np.savez(buf, codes=codes) if out.suffix == ".npz" else np.save(buf, codes)
+    atomic_write_bytes(out, buf.getvalue())
+    h, w = model.grid
+    print(f"wrote {out}: {len(codes)} examples x {codes.shape[1]} code indices in [0, "
+          f"{model.codebook_size}) (a {h}x{w} grid, raster order)")
+    return 0
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     import io
 
@@ -123,6 +145,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix not in (".npy", ".npz"):
         raise ConfigError(f"-o {out}: the file name must end in .npy or .npz")
+    if model.latent_kind == "discrete" and model.noise_dim == 0:  # a VQ-VAE's code grid
+        return _write_codes(model, x, out, args.device)
     means, log_vars = [], []
     with torch.no_grad():
         for i in range(0, len(x), 1000):

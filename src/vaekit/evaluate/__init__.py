@@ -64,11 +64,6 @@ __all__ = [
 ]
 
 
-#: What a discrete model's reported numbers are, said beside them.
-DISCRETE_EVALUATION = ("the discrete model's: exact draws z ~ q(z|x), exact categorical "
-                       "log-probabilities and KL; never the training relaxation's")
-
-
 def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
              chunk_rows: int = DEFAULT_CHUNK_ROWS,
              bin_width: float | None = None, seed: int = 0, progress: bool = False,
@@ -126,8 +121,8 @@ def evaluate(model: LatentVariableModel, x: Tensor, k: int = 1,
                        "class_prior": "uniform" if class_prior is None else
                        "the training set's class frequencies"})
     report["latent_kind"] = model.latent_kind
-    if model.latent_kind == "discrete":
-        report["evaluated_as"] = DISCRETE_EVALUATION
+    if model.evaluation_note is not None:
+        report["evaluated_as"] = model.evaluation_note
     caveat = model.likelihood.caveat(x)
     if caveat is not None:
         report["caveat"] = caveat

@@ -22,6 +22,7 @@ from vaekit.models.hierarchical import HierarchicalOptions, HierarchicalVAE
 from vaekit.models.hierarchical_conv import ConvHierarchicalOptions, ConvHierarchicalVAE
 from vaekit.models.standardize import Standardize
 from vaekit.models.vae import VAE, OneLayerTerms
+from vaekit.models.vector_quantized import VectorQuantizedOptions, VectorQuantizedVAE
 from vaekit.nets import build_decoder, build_encoder
 from vaekit.objectives.terms import LogWeightTerms
 from vaekit.posteriors import build_posterior
@@ -30,7 +31,8 @@ from vaekit.priors import build_prior
 __all__ = ["MODELS", "ONE_LAYER_FIELDS", "VAE", "Autoencoder", "CategoricalOptions",
            "CategoricalVAE", "ConvHierarchicalOptions",
            "ConvHierarchicalVAE", "HierarchicalOptions", "HierarchicalVAE", "LatentVariableModel",
-           "LogWeightTerms", "ModelSpec", "OneLayerTerms", "Standardize", "build_model"]
+           "LogWeightTerms", "ModelSpec", "OneLayerTerms", "Standardize",
+           "VectorQuantizedOptions", "VectorQuantizedVAE", "build_model"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,15 @@ def _build_conv_hierarchical(config: Config, event_shape: tuple[int, ...],
     return ConvHierarchicalVAE(likelihood, event_shape, options, _standardize(config, event_shape))
 
 
+def _build_vector_quantized(config: Config, event_shape: tuple[int, ...],
+                            options: VectorQuantizedOptions) -> VectorQuantizedVAE:
+    if config.objective != "elbo":
+        raise ConfigError("--model vqvae trains on its bound with --objective elbo (its q is a "
+                          "point mass: importance weighting adds nothing)")
+    likelihood = build_likelihood(config.likelihood, event_shape, config)
+    return VectorQuantizedVAE(likelihood, event_shape, options, _standardize(config, event_shape))
+
+
 def _standardize(config: Config, event_shape: tuple[int, ...]) -> Standardize | None:
     return Standardize(event_shape) if config.standardize == "on" else None
 
@@ -121,6 +132,10 @@ MODELS: dict[str, ModelSpec] = {
                              help="N categorical latents of K classes (--latent-dim N, "
                                   "--categorical-categories K, --categorical-estimator); "
                                   "evaluated as the discrete model"),
+    "vqvae": ModelSpec(_build_vector_quantized, VectorQuantizedOptions,
+                       help="vector-quantised codes on a grid (--vqvae-quantizer vq|fsq, "
+                            "--vqvae-codebook-size, --vqvae-code-dim, --vqvae-levels); its "
+                            "bound log p(x|c) + log p(c), uniform p(c) until fit-prior"),
     "hvae": ModelSpec(_build_hierarchical, HierarchicalOptions,
                       help="a top-down hierarchy of latent groups (--hvae-latents, "
                            "--hvae-widths, --hvae-depth)"),

@@ -122,6 +122,12 @@ class LatentVariableModel(nn.Module):
         return f"{self.latent_kind} ELBO"
 
     @property
+    def evaluation_note(self) -> str | None:
+        """What its evaluated numbers are, where a reader could mistake them (a discrete
+        model's): said beside them in every report; None for a continuous model."""
+        return None
+
+    @property
     def condition_dim(self) -> int:
         """The length of the one-hot condition (0: unconditional)."""
         return len(self.condition_classes)
@@ -171,6 +177,12 @@ class LatentVariableModel(nn.Module):
     def can_sample(self) -> bool:
         """Whether `sample` has a prior to draw from (an autoencoder: once one is fitted)."""
         return True
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Numbers about its latents that the model reports with every training epoch's metrics
+        (a categorical model's temperature, a code space's usage), called once at the end of
+        each epoch; none by default."""
+        return {}
 
     # ------------------------------------------------------------------ given by the contract
 

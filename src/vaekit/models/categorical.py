@@ -156,6 +156,17 @@ class CategoricalVAE(LatentVariableModel):
         """The relaxation's temperature at this training step."""
         return temperature_at(int(self.steps), self.options)
 
+    @property
+    def evaluation_note(self) -> str:
+        return ("the discrete model's: exact draws z ~ q(z|x), exact categorical "
+                "log-probabilities and KL; never the training relaxation's")
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """The temperature at the epoch's end, for the estimators that relax."""
+        if self.options.estimator == "reinforce-loo":
+            return {}
+        return {"temperature": self.temperature}
+
     def logits(self, y: Tensor) -> Tensor:
         """The posterior's log-probabilities (B, N, K) for inputs in the model's units."""
         logits = self.head(self.body(y)).view(-1, self.variables, self.categories)

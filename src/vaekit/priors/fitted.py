@@ -18,6 +18,11 @@ log p(x) with the new prior stays an honest lower bound.
 - `diffusion`: a diffusion model on the standardised codes (`vaekit.priors.diffusion`); its
   log p(z) is the probability-flow ODE's exact density (`--sampler ode`), or the ancestral
   chain's M-trajectory importance weight, which keeps the estimate of log p(x) a lower bound.
+- `autoregressive`: for discrete codes (a VQ-VAE's grid), a causal transformer
+  (`vaekit.priors.autoregressive`) with an exact log p(c), trained by Adam on -log p(c).
+
+The continuous kinds fit continuous codes only, and `autoregressive` discrete ones only
+(`DISCRETE_KINDS`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from vaekit.distributions import (
 from vaekit.errors import ConfigError
 from vaekit.flows import AffineCoupling, FlowDistribution
 from vaekit.priors import MixturePrior
+from vaekit.priors.autoregressive import CodeTransformer
 from vaekit.priors.diffusion import MIN_DDIM_STEPS, SAMPLERS, DiffusionPrior
 
 
@@ -156,6 +162,11 @@ def _diffusion(d: int, o: dict[str, Any]) -> DiffusionPrior:
                           tolerance=float(o["tolerance"]))
 
 
+def _autoregressive(g: int, o: dict[str, Any]) -> CodeTransformer:
+    return CodeTransformer(g, int(o["categories"]), width=int(o["transformer_width"]),
+                           depth=int(o["transformer_depth"]), heads=int(o["heads"]))
+
+
 #: The kinds of `vaekit fit-prior --kind`: the one list of choices.
 FITTED_PRIORS: dict[str, FittedPriorSpec] = {
     "gaussian": FittedPriorSpec(lambda d, o: GaussianPrior(d), {}, False,
@@ -175,7 +186,15 @@ FITTED_PRIORS: dict[str, FittedPriorSpec] = {
         "log p(z) by the --trajectories M weight; ddim: --sampling-steps N",
         choices={"denoiser": ("residual", "mlp"), "sampler": SAMPLERS},
         legacy={"denoiser": "mlp"}, ema=0.999),
+    "autoregressive": FittedPriorSpec(
+        _autoregressive, {"categories": 2, "transformer_width": 128, "transformer_depth": 2,
+                          "heads": 4}, True,
+        "discrete codes only (a VQ-VAE's grid): a causal transformer, exact log p(c) "
+        "(--transformer-width, --transformer-depth, --heads); categories: the model's K"),
 }
+
+#: The kinds that fit discrete codes (a VQ-VAE's index grid); the others fit continuous ones.
+DISCRETE_KINDS = ("autoregressive",)
 
 
 def fitted_prior_options(record: dict[str, Any],
@@ -237,5 +256,5 @@ def log_prob_nats(prior: nn.Module, codes: Tensor, batch: int = 4096) -> float:
     return total / max(len(codes), 1)
 
 
-__all__ = ["FITTED_PRIORS", "FittedPriorSpec", "FlowPriorFitted", "GaussianPrior",
+__all__ = ["DISCRETE_KINDS", "FITTED_PRIORS", "FittedPriorSpec", "FlowPriorFitted", "GaussianPrior",
            "MixturePriorFitted", "build_fitted_prior", "fitted_prior_options", "log_prob_nats"]

@@ -100,7 +100,7 @@ class VectorQuantizer(Quantizer):
         grid = (z_e.shape[0], *z_e.shape[2:])
         z_q = z_q.view(*grid, self.code_dim).movedim(-1, 1)  # (B, D, *grid)
         codes = z_e + (z_q - z_e).detach()
-        aux = loss.view(z_e.shape[0], -1).sum(1)  # (B,)
+        aux = loss.reshape(z_e.shape[0], -1).sum(1)  # (B,)
         return Quantized(codes, indices.view(grid), aux)
 
     def lookup(self, indices: Tensor) -> Tensor:

@@ -1,10 +1,12 @@
 """The second stage: fit a prior to a trained model's codes and write a new run directory.
 
-    vaekit fit-prior RUN --kind gaussian|mog|flow --out NEW_RUN
+    vaekit fit-prior RUN --kind gaussian|mog|flow|diffusion --out NEW_RUN
+    vaekit fit-prior VQ_RUN --kind autoregressive --out NEW_RUN
 
 The encoder and decoder are frozen. The codes are draws z ~ q(z|x) of the training split for a
 VAE (fresh draws every epoch for a prior trained by gradient steps; binarized data as the run
-saw them, one fixed draw) and z = f(x) for an autoencoder. NEW_RUN is self-contained: the same
+saw them, one fixed draw), z = f(x) for an autoencoder and the index grid c(x) for a VQ-VAE
+(whose prior must be discrete: `--kind autoregressive`). NEW_RUN is self-contained: the same
 config with a `fitted_prior` record, the weights with the new prior's, and the source run's
 training record, so `sample`, `evaluate` (for a VAE; an autoencoder has no likelihood, prior or
 not), `quality` and `info` take it like any other run.
@@ -32,6 +34,7 @@ from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.io import atomic_write_bytes, atomic_write_json, load_tensors, save_tensors
 from vaekit.models import LatentVariableModel
 from vaekit.priors.fitted import (
+    DISCRETE_KINDS,
     FITTED_PRIORS,
     GaussianPrior,
     MixturePriorFitted,
@@ -57,7 +60,7 @@ PRIOR_METRICS = "prior_metrics.jsonl"
 
 class CodeSource:
     """Codes (N, L) of the training split: fresh draws z ~ q(z|x) from a generator for a VAE,
-    the fixed z = f(x) of an autoencoder."""
+    the fixed z = f(x) of an autoencoder or c(x) of a VQ-VAE (both point masses)."""
 
     def __init__(self, model: LatentVariableModel, x: Tensor, batch: int = 1000) -> None:
         self.model, self.x, self.batch = model, x, batch
@@ -65,7 +68,8 @@ class CodeSource:
 
     @torch.no_grad()
     def draw(self, generator: torch.Generator) -> Tensor:
-        if not self.model.has_likelihood:  # a point mass: the same codes every time
+        if not self.model.has_likelihood or self.model.noise_dim == 0:  # a point mass: the
+            # same codes every time
             if self._fixed is None:
                 self._fixed = torch.cat([self.model.encode(self.x[i:i + self.batch]).mean
                                          for i in range(0, len(self.x), self.batch)])
@@ -89,9 +93,16 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     if kind not in FITTED_PRIORS:
         raise ConfigError(f"unknown --kind {kind!r}; choose from: {', '.join(FITTED_PRIORS)}")
     info = read_run_info(run)
-    if info.config.model not in ("vae", "ae"):
-        raise ConfigError(f"fit-prior fits p(z) of one latent layer (--model vae or ae); {run} "
-                          f"is --model {info.config.model}, whose prior is p(z_l | z_>l)")
+    if info.config.model not in ("vae", "ae", "vqvae"):
+        raise ConfigError(f"fit-prior fits p(z) of one latent layer (--model vae, ae or vqvae); "
+                          f"{run} is --model {info.config.model}, whose prior is its own")
+    discrete = info.config.model == "vqvae"
+    if discrete != (kind in DISCRETE_KINDS):
+        raise ConfigError(
+            f"--kind {kind} fits continuous codes; {run} is a VQ-VAE, whose codes are discrete: "
+            f"use --kind {' or '.join(DISCRETE_KINDS)}" if discrete else
+            f"--kind {kind} fits discrete codes (a VQ-VAE's); {run} is --model "
+            f"{info.config.model}, whose codes are continuous")
     if info.config.condition:
         raise ConfigError(f"fit-prior fits one unconditional p(z); {run} is a conditional VAE "
                           f"(--condition {info.config.condition}), whose codes depend on "
@@ -108,6 +119,9 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
                 "batch_size": batch_size}
     model, _ = load_run(run)
     model.requires_grad_(False)
+    if discrete:  # the code space's size is the model's, never a choice
+        record["categories"] = options["categories"] = int(getattr(model, "codebook_size"))  # noqa: B009
+        settings["categories"] = record["categories"]
     data = load_dataset(info.config.data, info.config.data_dir, info.config.val_fraction,
                         images=info.data.get("images"), settings=info.config)
     x = prepare_eval_data(data.train, info.data.get("binarize", "none"),
@@ -127,7 +141,7 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
         prior.fit(codes.draw(g))
     elif isinstance(prior, MixturePriorFitted):
         prior.fit(codes.draw(g), seed)
-    else:  # trained by gradient steps: flow, diffusion
+    else:  # trained by gradient steps: flow, diffusion, autoregressive
         val_codes = CodeSource(model, val).draw(torch.Generator().manual_seed(seed + 2)) \
             if len(val) else None
         _train_prior(prior, codes, out, TrainingPlan(epochs, batch_size, lr, time_limit,

@@ -300,6 +300,7 @@ class Trainer(TrainerSetup, FaultRecovery, RunDirectory, EpochReport, TrainerPac
                                "train_elbo": float(totals[0] - totals[1]) / count,
                                "train_reconstruction": float(totals[0]) / count,
                                "train_kl": float(totals[1]) / count}
+        row.update(self.model.epoch_metrics())  # e.g. a code space's usage, a temperature
         row.update(self.validate())
         row.update({"lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": s.skipped,
                     "seconds": round(time.perf_counter() - start, 3), "io_seconds": 0.0})

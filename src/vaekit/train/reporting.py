@@ -21,6 +21,9 @@ from vaekit.train.checkpoint import TrainState
 from vaekit.train.distributed import DistInfo
 from vaekit.train.tensorboard import TensorBoardLog
 
+#: the model's own epoch metrics (`epoch_metrics`) that the epoch's line shows
+LATENT_METRICS = ("code_usage", "code_perplexity", "temperature")
+
 
 def _too_early_to_judge(epoch: int, kl_warmup: int) -> bool:
     """Whether it is too early to call a group switched off: during the KL warm-up, and in the
@@ -78,8 +81,11 @@ class EpochReport:
             groups = "  KL|units per group " + " ".join(
                 f"{kl:.1f}|{units}" for kl, units in zip(
                     row["val_kl_groups"], row["val_active_units"], strict=True))
+        latents = "".join(f"  {key.replace('_', ' ')} {row[key]:.3g}" for key in LATENT_METRICS
+                          if key in row)
         tqdm.write(f"epoch {self.state.epoch:>3}/{self.config.epochs}  train {name} "
-                   f"{row['train_elbo']:.3f}{val}{groups}  ({seconds:.1f}s)", file=sys.stderr)
+                   f"{row['train_elbo']:.3f}{val}{groups}{latents}  ({seconds:.1f}s)",
+                   file=sys.stderr)
 
     @contextmanager
     def _tensorboard(self) -> Iterator[None]:

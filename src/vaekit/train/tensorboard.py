@@ -35,7 +35,9 @@ IMAGE_EVERY = 5
 SCALARS = {"train_elbo": "elbo/train", "val_elbo": "elbo/val",
            "train_reconstruction": "reconstruction/train", "train_kl": "kl/train",
            "val_kl": "kl/val", "val_active_units_total": "active_units/val",
-           "lr": "lr", "skipped_steps": "skipped_steps", "seconds": "seconds"}
+           "lr": "lr", "skipped_steps": "skipped_steps", "seconds": "seconds",
+           "code_usage": "codes/usage", "code_perplexity": "codes/perplexity",
+           "temperature": "temperature"}
 
 
 def _summary_writer_class() -> Any:
