@@ -30,6 +30,11 @@ CONFIGS: dict[str, tuple[Config, tuple[int, ...]]] = {
     "categorical": (Config(model="categorical", latent_dim=3, hidden=(16,), iw_samples=2,
                            model_options={"categorical": {"categories": 4,
                                                           "estimator": "reinforce-loo"}}), (20,)),
+    # a point mass q(c|x) on a 2x2 grid of 8 codes, with an (untrained) fitted prior to sample
+    "vqvae": (Config(model="vqvae", model_options={"vqvae": {
+        "codebook_size": 8, "code_dim": 4, "widths": (8, 8), "blocks": 1}},
+        fitted_prior={"kind": "autoregressive", "categories": 8, "transformer_width": 16,
+                      "transformer_depth": 1, "heads": 2}), IMAGE),
 }
 SHAPES = {name: shape for name, (_, shape) in CONFIGS.items()}
 
@@ -58,7 +63,8 @@ def _data(model: LatentVariableModel, n: int = 6) -> torch.Tensor:
 
 def test_every_verb_has_the_documented_shapes(model: LatentVariableModel) -> None:
     x, d = _data(model, 5), model.latent_dim
-    assert d == sum(model.latent_groups) and model.noise_dim >= 1
+    # noise_dim 0: q is a point mass (a VQ-VAE's code), the same for every one of k samples
+    assert d == sum(model.latent_groups) and model.noise_dim >= (model.latent_kind != "discrete")
     q = model.encode(x)
     assert q.mean.shape == (5, d)
     assert model.decode(q.mean).batch_shape == (5,)
@@ -97,7 +103,14 @@ def test_the_closed_form_kl_is_the_expectation_of_log_q_minus_log_p(
 
 
 def test_the_iwae_bound_starts_at_the_elbo_and_grows_with_k(model: LatentVariableModel) -> None:
+    """...and for a point-mass q (noise_dim 0) every k gives the one bound exactly."""
     x = _data(model)
+    if model.noise_dim == 0:
+        with torch.no_grad():
+            one = model.terms(x, k=1).log_w[0]
+            for k in (10, 1000):
+                torch.testing.assert_close(iwae_bound(model.terms(x, k=k).log_w), one)
+        return
     with torch.no_grad():
         t = model.terms(x, k=1)
         torch.testing.assert_close(iwae_bound(t.log_w), t.log_w[0])
