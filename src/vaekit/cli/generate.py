@@ -191,7 +191,16 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         t = torch.linspace(0, 1, args.steps, device=mu.device)[:, None]
         # a conditional model decodes every frame as the first example's class
         shown = int(pair[0]) if pair is not None else None
-        frames = model.decode_mean((1 - t) * mu[0] + t * mu[1], condition=shown)
+        if model.latent_kind == "discrete" and model.noise_dim == 0:
+            # code indices do not average: frame t takes the second example's codes at the
+            # first round(t G) positions of the grid, in raster order
+            taken = torch.arange(mu.shape[1], device=mu.device) < (t * mu.shape[1]).round()
+            path = torch.where(taken, mu[1], mu[0])  # (steps, G)
+            print("note: a VQ-VAE's codes are discrete: each frame swaps in more of the "
+                  "second example's codes, in raster order", file=sys.stderr)
+        else:
+            path = (1 - t) * mu[0] + t * mu[1]  # (steps, L)
+        frames = model.decode_mean(path, condition=shown)
     if pair is not None:
         print(f"note: every frame is decoded as class {model.condition_classes[shown]}, the "
               "first example's", file=sys.stderr)

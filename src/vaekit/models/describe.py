@@ -12,7 +12,8 @@ def describe_model(config: Config) -> str:
         words += (f", conditioned on {len(config.condition_classes)} class labels (a "
                   "conditional VAE)")
     if config.fitted_prior:
-        words += (f", with a {config.fitted_prior['kind']} prior fitted to its codes "
+        kind = config.fitted_prior["kind"]
+        words += (f", with {'an' if kind[0] in 'aeiou' else 'a'} {kind} prior fitted to its codes "
                   f"(vaekit fit-prior from {config.fitted_prior.get('source', '?')})")
     return words
 
