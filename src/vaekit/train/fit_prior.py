@@ -158,7 +158,8 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
         what = "no test split" if test_log_pz is None else \
             f"test codes' log p(z) {test_log_pz:.3f} nats" + (
                 " (a bound)" if kind == "diffusion" and options["sampler"] != "ode" else "")
-        print(f"fitted {'an' if kind[0] in 'aeiou' else 'a'} {kind} prior to {len(x)} codes of {run} in "
+        article = "an" if kind[0] in "aeiou" else "a"
+        print(f"fitted {article} {kind} prior to {len(x)} codes of {run} in "
               f"{time.perf_counter() - start:.1f}s: {what}", file=sys.stderr)
     _write_run(model, prior, info, run, out, {**record, "source": str(run)},
                {"kind": kind, "test_codes_log_pz": test_log_pz, "seed": seed})
