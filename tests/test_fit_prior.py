@@ -127,9 +127,10 @@ def test_bad_fit_prior_requests_get_one_line(runs: dict[str, Path], tmp_path: Pa
     no_weights = tmp_path / "no-weights"
     no_weights.mkdir()
     (no_weights / "config.json").write_bytes((runs["vae"] / "config.json").read_bytes())
-    hvae = tmp_path / "hvae"
-    assert main(["train", "--model", "hvae", "--hvae-latents", "2,2", "--hvae-widths",
-                 "8,8", "--out", str(hvae), *TINY[4:]]) == 0
+    categorical = tmp_path / "categorical"  # its prior is its own (uniform or learned)
+    assert main(["train", "--model", "categorical", "--latent-dim", "2",
+                 "--categorical-categories", "3", "--hidden", "8", "--out", str(categorical),
+                 *TINY[4:]]) == 0
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "x").write_text("mine")
@@ -140,8 +141,8 @@ def test_bad_fit_prior_requests_get_one_line(runs: dict[str, Path], tmp_path: Pa
          "unknown --kind 'vamp'"),
         (["fit-prior", str(runs["vae"]), "--kind", "mog", "--out", str(taken)],
          "already exists"),
-        (["fit-prior", str(hvae), "--kind", "mog", "--out", str(tmp_path / "c")],
-         "one latent layer"),
+        (["fit-prior", str(categorical), "--kind", "mog", "--out", str(tmp_path / "c")],
+         "whose prior is its own"),
         (["fit-prior", str(runs["vae"]), "--kind", "flow", "--out", str(tmp_path / "d"),
           "--resume"], "does not exist"),
         (["fit-prior", str(runs["vae"]), "--kind", "mog", "--out", str(runs["vae"])],

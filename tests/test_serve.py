@@ -67,6 +67,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, extra in flags.items():
         out[name] = root / name
         assert main(["train", "--out", str(out[name]), *extra]) == 0
+    out["hvae-top"] = root / "hvae-top"  # the hierarchy with a prior fitted to its top group
+    assert main(["fit-prior", str(out["hvae"]), "--kind", "flow", "--epochs", "1", "--out",
+                 str(out["hvae-top"]), "--quiet"]) == 0
     return out
 
 
@@ -79,7 +82,8 @@ def client(session: ExplorerSession, **options: Any) -> TestClient:
     return TestClient(create_app(session, **options), raise_server_exceptions=False)
 
 
-@pytest.mark.parametrize("name", ["vae", "wide", "hvae", "ae", "table", "csv", "cvae"])
+@pytest.mark.parametrize("name", ["vae", "wide", "hvae", "hvae-top", "ae", "table", "csv",
+                                  "cvae"])
 def test_every_endpoint_answers_on_every_kind_of_run(name: str,
                                                      sessions: dict[str, ExplorerSession]) -> None:
     session = sessions[name]

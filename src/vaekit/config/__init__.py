@@ -347,11 +347,15 @@ class Config:
                 raise ConfigError(f"--{_flag(name)} is an option of the one-layer model (--model "
                                   f"vae); --model {self.model} {own}")
         if self.fitted_prior:
-            from vaekit.priors.fitted import DISCRETE_KINDS, fitted_prior_options
+            from vaekit.priors.fitted import (
+                DISCRETE_KINDS,
+                FITTED_PRIOR_MODELS,
+                fitted_prior_options,
+            )
 
-            if self.model not in ("vae", "ae", "vqvae"):
-                raise ConfigError(f"a fitted prior applies to one latent layer (--model vae, ae "
-                                  f"or vqvae), not --model {self.model}")
+            if self.model not in FITTED_PRIOR_MODELS:
+                raise ConfigError(f"a fitted prior applies to --model "
+                                  f"{', '.join(FITTED_PRIOR_MODELS)}, not --model {self.model}")
             kind, _ = fitted_prior_options(self.fitted_prior)
             if (self.model == "vqvae") != (kind in DISCRETE_KINDS):
                 raise ConfigError(f"a fitted {kind} prior does not fit --model {self.model}'s "

@@ -154,9 +154,11 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> LatentVariableM
         raise ConfigError(f"unknown model {config.model!r}; choose from: {', '.join(MODELS)}")
     event_shape = tuple(int(s) for s in event_shape)
     model = MODELS[config.model].build(config, event_shape, config.options())
-    if config.fitted_prior:  # a second stage's prior replaces the model's own (vae, ae)
+    if config.fitted_prior:  # a second stage's prior replaces the model's own (vae, ae, the
+        # codes of a VQ-VAE, a hierarchy's top group)
         from vaekit.priors.fitted import build_fitted_prior
 
-        model.prior = build_fitted_prior(config.fitted_prior, model.latent_dim)
+        codes = model.prior_slice
+        model.prior = build_fitted_prior(config.fitted_prior, codes.stop - codes.start)
     model.config = config
     return model

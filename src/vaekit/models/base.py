@@ -30,6 +30,8 @@ A model gives:
   z, from `prior_and_decoder(z)`, which gives log p(z) and the likelihood's parameters in one
   pass (a hierarchy's log p(z) = sum_l log p(z_l | z_>l), top-down from the given z). MCMC
   evaluation (annealed importance sampling) needs nothing else.
+- a prior fitted afterwards to its codes (`vaekit fit-prior`), over `prior_slice` of the latent
+  vector (all of it for one layer; a hierarchy's top group), as its `prior`.
 - the data's units: `standardize` (or None), applied on the way in and undone on the way out,
   its Jacobian included in log p(x|z).
 - a condition, where the model is conditional (`condition_dim` > 0: a conditional VAE, Sohn et
@@ -126,6 +128,12 @@ class LatentVariableModel(nn.Module):
         """What its evaluated numbers are, where a reader could mistake them (a discrete
         model's): said beside them in every report; None for a continuous model."""
         return None
+
+    @property
+    def prior_slice(self) -> slice:
+        """The part of the latent vector whose prior `vaekit fit-prior` replaces (as `prior`):
+        all of it for one layer; a hierarchy's top group."""
+        return slice(0, self.latent_dim)
 
     @property
     def condition_dim(self) -> int:

@@ -13,7 +13,8 @@ def describe_model(config: Config) -> str:
                   "conditional VAE)")
     if config.fitted_prior:
         kind = config.fitted_prior["kind"]
-        words += (f", with {'an' if kind[0] in 'aeiou' else 'a'} {kind} prior fitted to its codes "
+        codes = "its top group's codes" if config.model in ("hvae", "hvae-conv") else "its codes"
+        words += (f", with {'an' if kind[0] in 'aeiou' else 'a'} {kind} prior fitted to {codes} "
                   f"(vaekit fit-prior from {config.fitted_prior.get('source', '?')})")
     return words
 

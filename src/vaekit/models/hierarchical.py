@@ -35,13 +35,17 @@ from vaekit.distributions import DiagonalNormal, Likelihood
 from vaekit.errors import ConfigError
 from vaekit.models.base import LatentVariableModel
 from vaekit.models.standardize import Standardize
+from vaekit.models.top_down_terms import (
+    POSTERIOR_LOG_VAR_BOUND,
+    PRIOR_LOG_VAR_BOUND,
+    FittedTopDraw,
+    GroupDraw,
+    HierarchicalTerms,
+    repeat_for_samples,
+    soft_clamp,
+)
+from vaekit.models.vae import draw_from_prior
 from vaekit.nets import FlattenEvent, Unflatten, mlp
-from vaekit.objectives.terms import LogWeightTerms
-
-_LOG_2PI = math.log(2 * math.pi)
-#: Soft bounds of the prior's log-variance and of the posterior's log-variance relative to it.
-PRIOR_LOG_VAR_BOUND = 8.0
-POSTERIOR_LOG_VAR_BOUND = 10.0
 
 
 @dataclass(frozen=True)
@@ -70,133 +74,62 @@ class HierarchicalOptions:
             raise ConfigError(f"--hvae-depth must be a positive integer, got {self.depth!r}")
 
 
-def soft_clamp(x: Tensor, bound: float) -> Tensor:
-    """bound * tanh(x / bound): the identity near 0, smoothly bounded by +-bound."""
-    return bound * torch.tanh(x / bound)
-
-
-def repeat_for_samples(features: list[Tensor], k: int) -> list[Tensor]:
-    """Each example's features once per sample: (B, ...) -> (k B, ...), sample-major, the row
-    order of the noise (k, B, D) flattened."""
-    if k == 1:
-        return features
-    return [f.expand(k, *f.shape).reshape(k * f.shape[0], *f.shape[1:]) for f in features]
-
-
-class GroupDraw:
-    """One group's draw for N = k B rows: the prior (mu_p, log_var_p; None for N(0, I)), the
-    posterior relative to it (dmu, dlog_var) and the noise eps, each (N, size)."""
-
-    __slots__ = ("dlog_var", "dmu", "eps", "log_var_p")
-
-    def __init__(self, log_var_p: Tensor | None, dmu: Tensor, dlog_var: Tensor,
-                 eps: Tensor) -> None:
-        self.log_var_p, self.dmu, self.dlog_var, self.eps = log_var_p, dmu, dlog_var, eps
-
-    @classmethod
-    def of_prior(cls, z: Tensor, mu_p: Tensor | None, log_var_p: Tensor | None) -> GroupDraw:
-        """A given z_l (N, size) as a draw whose posterior is the prior itself (dmu = dlogvar
-        = 0, eps = (z_l - mu_p) / sigma_p), so that `log_p` is log p(z_l | z_>l) at it."""
-        eps = z if mu_p is None or log_var_p is None else (z - mu_p) * torch.exp(-0.5 * log_var_p)
-        zero = eps.new_zeros(())
-        return cls(log_var_p, zero, zero, eps)
-
-    def kl(self) -> Tensor:
-        """KL(q(z_l | z_>l, x) || p(z_l | z_>l)), (N,)."""
-        dmu2 = self.dmu * self.dmu
-        if self.log_var_p is not None:
-            dmu2 = dmu2 * torch.exp(-self.log_var_p)
-        return 0.5 * (dmu2 + torch.exp(self.dlog_var) - 1 - self.dlog_var).sum(-1)
-
-    def log_var_q(self) -> Tensor:
-        """log sigma_q^2 = log sigma_p^2 + dlogvar, (N, size)."""
-        return self.dlog_var if self.log_var_p is None else self.log_var_p + self.dlog_var
-
-    def log_q(self) -> Tensor:
-        """log q(z_l | z_>l, x) at z_l = mu_q + sigma_q eps, (N,)."""
-        return -0.5 * (self.eps * self.eps + self.log_var_q() + _LOG_2PI).sum(-1)
-
-    def log_p(self) -> Tensor:
-        """log p(z_l | z_>l) at the same z_l, (N,): (z_l - mu_p) / sigma_p =
-        dmu / sigma_p + (sigma_q / sigma_p) eps, and sigma_q / sigma_p = exp(dlogvar / 2)."""
-        standardized = torch.exp(0.5 * self.dlog_var) * self.eps
-        if self.log_var_p is None:
-            standardized = standardized + self.dmu
-            return -0.5 * (standardized * standardized + _LOG_2PI).sum(-1)
-        standardized = standardized + self.dmu * torch.exp(-0.5 * self.log_var_p)
-        return -0.5 * (standardized * standardized + self.log_var_p + _LOG_2PI).sum(-1)
-
-
-class HierarchicalTerms(LogWeightTerms):
-    """The log-weight terms of a top-down hierarchy: sums over the groups of log p(z_l | z_>l)
-    and log q(z_l | z_>l, x), each (k, B), and the closed-form KL of each group."""
-
-    def __init__(self, log_px_z: Tensor, draws: list[GroupDraw],
-                 zs: list[Tensor] | None = None) -> None:
-        self.log_px_z = log_px_z
-        self.draws = draws
-        self._zs = zs
-        self.units = len(draws)
-        self._shape = log_px_z.shape  # (k, B)
-        self._kls: list[Tensor] | None = None
-        self._log_pz: Tensor | None = None
-        self._log_qz: Tensor | None = None
-
-    @property
-    def z(self) -> Tensor:
-        """The samples of every group concatenated, (k, B, latent_dim)."""
-        if self._zs is None:
-            raise ValueError("these terms were built without their samples")
-        return torch.cat(self._zs, -1).view(*self._shape, -1)
-
-    def _group_kls(self) -> list[Tensor]:
-        if self._kls is None:
-            self._kls = [d.kl().view(self._shape) for d in self.draws]  # each (k, B)
-        return self._kls
-
-    @property
-    def log_pz(self) -> Tensor:
-        if self._log_pz is None:
-            self._log_pz = torch.stack([d.log_p() for d in self.draws]).sum(0).view(self._shape)
-        return self._log_pz
-
-    @property
-    def log_qz(self) -> Tensor:
-        if self._log_qz is None:
-            self._log_qz = torch.stack([d.log_q() for d in self.draws]).sum(0).view(self._shape)
-        return self._log_qz
-
-    @property
-    def kl(self) -> Tensor:
-        return torch.stack(self._group_kls()).sum(0).mean(0)  # (B,)
-
-    @property
-    def kl_groups(self) -> list[Tensor]:
-        return [kl.mean(0) for kl in self._group_kls()]
-
-    def kl_units(self) -> Tensor:
-        return torch.stack(self.kl_groups, dim=-1)  # (B, groups)
-
-
 class TopDownVAE(LatentVariableModel):
     """What every top-down hierarchy shares: the contract's methods on two passes that each
     family defines,
 
     - `_bottom_up(y)`: the deterministic features of y (B, *event) that the posteriors read;
-    - `_top_down(n, features, eps, given, temperature)`: the top-down path for n rows. With
-      `features` (n rows each), z_g ~ q(z_g | z_>g, x) drawn with eps_g; without, z_g ~
+    - `_top_down(n, features, eps, given, temperature, top_latent)`: the top-down path for n
+      rows. With `features` (n rows each), z_g ~ q(z_g | z_>g, x) drawn with eps_g; without, z_g ~
       p(z_g | z_>g) with eps_g scaled by `temperature`, or the latents `given`. eps, the given
       latents and the returned draws and samples are per group, flat (n, size_g), in the order
       of `latent_groups`; the last result is the likelihood's parameters (n, *param_shape).
       The draws are the posterior's (with `features`), or the given latents under the prior
-      (`GroupDraw.of_prior`, with `given`), or none (sampling from the prior).
+      (`GroupDraw.of_prior`, with `given`), or none (sampling from the prior). `top_latent`, when
+      given (n, size of the top group), is the top group's latent drawn from a fitted prior,
+      taken in place of a draw from its own.
+
+    A prior fitted to the top group's codes z_L ~ q(z_L|x) (`vaekit fit-prior` on a
+    hierarchy: the two-stage VAE of Dai & Wipf 2019 at the top of the hierarchy) becomes
+    `prior`, replacing p(z_L); the groups below keep their conditional priors p(z_l | z_>l).
+    Then log p(z_L) is the fitted prior's, the top group's KL its one-sample estimate
+    log q(z_L|x) - log p(z_L), and sampling starts from a draw of it.
     """
+
+    #: the index in `latent_groups` of the top group, the one drawn first
+    top_group: int = -1
+
+    def __init__(self, likelihood: Likelihood, event_shape: tuple[int, ...],
+                 latent_groups: tuple[int, ...], standardize: Standardize | None = None) -> None:
+        super().__init__(likelihood, event_shape, latent_groups, standardize)
+        #: a prior fitted to the top group's codes, replacing its own (None: its own)
+        self.prior: nn.Module | None = None
+
+    @property
+    def prior_slice(self) -> slice:
+        """The top group: the codes that a fitted prior models."""
+        start = sum(self.latent_groups[:self.top_group % len(self.latent_groups)])
+        return slice(start, start + self.latent_groups[self.top_group])
+
+    def _fitted_top(self, draws: list[Any], zs: list[Tensor], exact: bool = False) -> None:
+        """With a fitted prior, the top group's draw under it (`FittedTopDraw`), in place. An
+        `exact` log p(z_L), differentiable in z, is asked for by MCMC."""
+        if self.prior is None:
+            return
+        p_top = self.prior(None)
+        if exact and not getattr(p_top, "has_exact_log_prob", True):
+            raise ConfigError(f"the top group's fitted prior ({type(p_top).__name__}) has no "
+                              "exact log p(z) differentiable in z (a one-trajectory bound); "
+                              "MCMC needs one")
+        t = self.top_group
+        draws[t] = FittedTopDraw(draws[t], p_top.log_prob(zs[t]))
 
     def _bottom_up(self, y: Tensor) -> list[Tensor]:
         raise NotImplementedError
 
     def _top_down(self, n: int, features: list[Tensor] | None, eps: list[Tensor],
-                  given: list[Tensor] | None = None, temperature: float = 1.0
+                  given: list[Tensor] | None = None, temperature: float = 1.0,
+                  top_latent: Tensor | None = None
                   ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
         raise NotImplementedError
 
@@ -221,8 +154,10 @@ class TopDownVAE(LatentVariableModel):
         features = repeat_for_samples(self._bottom_up(y) if cache is None else cache, k)
         draws, zs, params = self._top_down(k * batch, features,
                                            self._split(noise.reshape(k * batch, -1)))
+        terms_draws: list[Any] = list(draws)
+        self._fitted_top(terms_draws, zs)
         log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
-        return HierarchicalTerms(log_px_z, draws, zs)
+        return HierarchicalTerms(log_px_z, terms_draws, zs)
 
     def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
                grad: bool = False) -> DiagonalNormal:
@@ -251,15 +186,23 @@ class TopDownVAE(LatentVariableModel):
         self.as_condition(condition, None, "log p(x, z)")  # unconditional: refuses one
         batch = z.shape[:-1]
         flat = z.reshape(-1, z.shape[-1])  # (N, latent_dim)
-        draws, _, params = self._top_down(len(flat), None, [], given=self._split(flat))
+        given = self._split(flat)
+        draws: list[Any]
+        draws, _, params = self._top_down(len(flat), None, [], given=given)
+        self._fitted_top(draws, given, exact=True)
         log_pz = torch.stack([d.log_p() for d in draws]).sum(0)  # (N,)
         return log_pz.view(batch), params.reshape(*batch, *params.shape[1:])
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        temperature: float = 1.0) -> Tensor:
-        """Ancestral sampling from the top: z_g = mu_p + T sigma_p eps."""
+        """Ancestral sampling from the top: z_g = mu_p + T sigma_p eps, the top group from a
+        fitted prior where there is one (its noise scaled by T)."""
         eps = torch.randn(n, self.latent_dim, generator=generator, device=self._device())
-        _, zs, _ = self._top_down(n, None, self._split(eps), temperature=temperature)
+        top = None if self.prior is None else draw_from_prior(
+            self.prior(None), n, self.latent_groups[self.top_group], generator, temperature,
+            self._device())
+        _, zs, _ = self._top_down(n, None, self._split(eps), temperature=temperature,
+                                  top_latent=top)
         return torch.cat(zs, -1)
 
 
@@ -309,7 +252,8 @@ class HierarchicalVAE(TopDownVAE):
         return features
 
     def _top_down(self, n: int, features: list[Tensor] | None, eps: list[Tensor],
-                  given: list[Tensor] | None = None, temperature: float = 1.0
+                  given: list[Tensor] | None = None, temperature: float = 1.0,
+                  top_latent: Tensor | None = None
                   ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
         """From the top group down (the groups are numbered from the data up): s_l from
         (z_{l+1}, s_{l+1}), the prior from s_l (N(0, I) for the top), the posterior from
@@ -327,6 +271,8 @@ class HierarchicalVAE(TopDownVAE):
             if given is not None:
                 z = given[i]
                 draws.insert(0, GroupDraw.of_prior(z, mu_p, log_var_p))
+            elif features is None and i == len(self.latent_groups) - 1 and top_latent is not None:
+                z = top_latent  # the top group from a fitted prior
             elif features is None:  # from the prior, at a temperature
                 z = temperature * eps[i]
                 if mu_p is not None and log_var_p is not None:

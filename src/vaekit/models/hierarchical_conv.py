@@ -25,14 +25,14 @@ from torch import Tensor, nn
 
 from vaekit.distributions import Likelihood
 from vaekit.errors import ConfigError
-from vaekit.models.hierarchical import (
+from vaekit.models.hierarchical import TopDownVAE
+from vaekit.models.standardize import Standardize
+from vaekit.models.top_down_terms import (
     POSTERIOR_LOG_VAR_BOUND,
     PRIOR_LOG_VAR_BOUND,
     GroupDraw,
-    TopDownVAE,
     soft_clamp,
 )
-from vaekit.models.standardize import Standardize
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,8 @@ class Block(nn.Module):
 class ConvHierarchicalVAE(TopDownVAE):
     """A top-down hierarchy of feature-map latents (see the module's docstring) for images
     (C, H, W) with H and W divisible by 2^(resolutions - 1)."""
+
+    top_group = 0  # the groups are listed from the top
 
     def __init__(self, likelihood: Likelihood, event_shape: tuple[int, ...],
                  options: ConvHierarchicalOptions, standardize: Standardize | None = None) -> None:
@@ -171,7 +173,8 @@ class ConvHierarchicalVAE(TopDownVAE):
         return mu, soft_clamp(log_var, PRIOR_LOG_VAR_BOUND), feature
 
     def _top_down(self, n: int, features: list[Tensor] | None, eps: list[Tensor],
-                  given: list[Tensor] | None = None, temperature: float = 1.0
+                  given: list[Tensor] | None = None, temperature: float = 1.0,
+                  top_latent: Tensor | None = None
                   ) -> tuple[list[GroupDraw], list[Tensor], Tensor]:
         """The top-down path for n rows (see `TopDownVAE`); the groups in the order of
         `self.order`, the lowest resolution first."""
@@ -188,6 +191,8 @@ class ConvHierarchicalVAE(TopDownVAE):
             if given is not None:
                 z = given[i].view(shape)
                 draws.append(GroupDraw.of_prior(given[i], mu_p.flatten(1), log_var_p.flatten(1)))
+            elif features is None and i == 0 and top_latent is not None:
+                z = top_latent.view(shape)  # the top group from a fitted prior
             elif features is None:
                 z = mu_p + torch.exp(0.5 * log_var_p) * (temperature * eps[i].view(shape))
             else:

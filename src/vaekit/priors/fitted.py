@@ -1,5 +1,6 @@
 """Priors fitted afterwards to the codes of a trained model (a second stage, encoder and decoder
-frozen): `vaekit fit-prior RUN --kind gaussian|mog|flow`.
+frozen): `vaekit fit-prior RUN --kind gaussian|mog|flow|diffusion|autoregressive`; for a
+hierarchy, the prior of its top group, z_L ~ q(z_L|x).
 
 The standard-normal prior of a VAE is often a poor fit to the aggregate posterior
 q(z) = E_x q(z|x), the codes the decoder has learnt to read (Hoffman & Johnson 2016; Tomczak &
@@ -195,6 +196,9 @@ FITTED_PRIORS: dict[str, FittedPriorSpec] = {
 
 #: The kinds that fit discrete codes (a VQ-VAE's index grid); the others fit continuous ones.
 DISCRETE_KINDS = ("autoregressive",)
+#: The models whose prior a fitted one can replace: one latent layer (vae, ae), a VQ-VAE's code
+#: grid, and the top group of a hierarchy (hvae, hvae-conv), whose lower groups keep their own.
+FITTED_PRIOR_MODELS = ("vae", "ae", "vqvae", "hvae", "hvae-conv")
 
 
 def fitted_prior_options(record: dict[str, Any],
@@ -256,5 +260,6 @@ def log_prob_nats(prior: nn.Module, codes: Tensor, batch: int = 4096) -> float:
     return total / max(len(codes), 1)
 
 
-__all__ = ["DISCRETE_KINDS", "FITTED_PRIORS", "FittedPriorSpec", "FlowPriorFitted", "GaussianPrior",
-           "MixturePriorFitted", "build_fitted_prior", "fitted_prior_options", "log_prob_nats"]
+__all__ = ["DISCRETE_KINDS", "FITTED_PRIORS", "FITTED_PRIOR_MODELS", "FittedPriorSpec",
+           "FlowPriorFitted", "GaussianPrior", "MixturePriorFitted", "build_fitted_prior",
+           "fitted_prior_options", "log_prob_nats"]

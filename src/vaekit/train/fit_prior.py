@@ -29,12 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.data import load_dataset
-from vaekit.distributions import rsample_and_log_prob
+from vaekit.distributions import DiagonalNormal, rsample_and_log_prob
 from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.io import atomic_write_bytes, atomic_write_json, load_tensors, save_tensors
 from vaekit.models import LatentVariableModel
 from vaekit.priors.fitted import (
     DISCRETE_KINDS,
+    FITTED_PRIOR_MODELS,
     FITTED_PRIORS,
     GaussianPrior,
     MixturePriorFitted,
@@ -59,8 +60,9 @@ PRIOR_METRICS = "prior_metrics.jsonl"
 
 
 class CodeSource:
-    """Codes (N, L) of the training split: fresh draws z ~ q(z|x) from a generator for a VAE,
-    the fixed z = f(x) of an autoencoder or c(x) of a VQ-VAE (both point masses)."""
+    """Codes (N, L) of the training split: fresh draws z ~ q(z|x) from a generator for a VAE
+    (z_L ~ q(z_L|x), L the top group's size, for a hierarchy), the fixed z = f(x) of an
+    autoencoder or c(x) of a VQ-VAE (both point masses)."""
 
     def __init__(self, model: LatentVariableModel, x: Tensor, batch: int = 1000) -> None:
         self.model, self.x, self.batch = model, x, batch
@@ -74,10 +76,14 @@ class CodeSource:
                 self._fixed = torch.cat([self.model.encode(self.x[i:i + self.batch]).mean
                                          for i in range(0, len(self.x), self.batch)])
             return self._fixed
-        draws = []
+        draws, codes = [], self.model.prior_slice
         for i in range(0, len(self.x), self.batch):
             q = self.model.encode(self.x[i:i + self.batch])
-            noise = torch.randn(1, len(q.mean), self.model.latent_dim, generator=generator)
+            if codes != slice(0, self.model.latent_dim):  # a hierarchy's top group, whose
+                # posterior q(z_L|x) reads only x (the groups above it: none)
+                assert isinstance(q, DiagonalNormal)
+                q = DiagonalNormal(q.mean[:, codes], q.log_var[:, codes])
+            noise = torch.randn(1, len(q.mean), codes.stop - codes.start, generator=generator)
             draws.append(rsample_and_log_prob(q, noise)[0][0])  # (B, L)
         return torch.cat(draws)
 
@@ -93,9 +99,10 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
     if kind not in FITTED_PRIORS:
         raise ConfigError(f"unknown --kind {kind!r}; choose from: {', '.join(FITTED_PRIORS)}")
     info = read_run_info(run)
-    if info.config.model not in ("vae", "ae", "vqvae"):
-        raise ConfigError(f"fit-prior fits p(z) of one latent layer (--model vae, ae or vqvae); "
-                          f"{run} is --model {info.config.model}, whose prior is its own")
+    if info.config.model not in FITTED_PRIOR_MODELS:
+        raise ConfigError(f"fit-prior fits p(z) of --model {', '.join(FITTED_PRIOR_MODELS)} "
+                          f"(a hierarchy's top group); {run} is --model "
+                          f"{info.config.model}, whose prior is its own")
     discrete = info.config.model == "vqvae"
     if discrete != (kind in DISCRETE_KINDS):
         raise ConfigError(
@@ -133,7 +140,8 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
                             info.data.get("dequantize"))
     with torch.random.fork_rng(devices=[]):  # initial weights from the seed alone
         torch.manual_seed(seed)
-        prior = FITTED_PRIORS[kind].build(model.latent_dim, options)
+        prior = FITTED_PRIORS[kind].build(model.prior_slice.stop - model.prior_slice.start,
+                                          options)
     g = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
