@@ -44,13 +44,20 @@ def _assert_same_model(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
     ["--model", "hvae", "--hvae-latents", "3,2", "--hvae-widths", "32,16", "--free-bits", "0.1",
      "--ema", "0.9", "--tensorboard"],
     # each process takes its rows' classes: the one-hot labels are sliced like x and the noise
-    ["--condition", "label"]], ids=["elbo", "free-bits", "hierarchy", "conditional"])
+    ["--condition", "label"],
+    # k-means starts and dead-code restarts from the global batch, the EMA from its sums
+    ["--model", "vqvae", "--vqvae-widths", "8,16", "--vqvae-codebook-size", "32",
+     "--vqvae-code-dim", "4", "--vqvae-restart-below", "0.9"],
+    ["--model", "vqvae", "--vqvae-quantizer", "fsq", "--vqvae-levels", "3,3",
+     "--vqvae-widths", "8,16"]],
+    ids=["elbo", "free-bits", "hierarchy", "conditional", "vqvae", "fsq"])
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
                                                             extra: list[str]) -> None:
     """Also with free bits, whose floor is decided on the global batch's KL of each unit (a
-    dimension; a group of a hierarchy), and for a hierarchy with a weight average, writing
-    TensorBoard's events from rank 0 only."""
-    flags = FLAGS if "hvae" not in extra else [f for f in FLAGS if f not in (
+    dimension; a group of a hierarchy), for a hierarchy with a weight average, writing
+    TensorBoard's events from rank 0 only, and for the VQ-VAE (its codebook's start, restarts
+    and EMA from the global batch) and FSQ."""
+    flags = FLAGS if "--model" not in extra else [f for f in FLAGS if f not in (
         "--hidden", "32", "--latent-dim", "3")]
     r = _torchrun(2, "train", "--out", str(tmp_path / "ddp"), *flags, *extra)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -114,7 +114,9 @@ class VectorQuantizer(Quantizer):
     def _initialize(self, flat: Tensor) -> None:
         """k-means of the first batch: Lloyd's iterations from farthest-point seeds (the first
         vector, then each time the vector farthest from the seeds so far; deterministic, and
-        every cluster gets one), the same on every process (rank 0's, broadcast)."""
+        every cluster gets one). Under DDP, of the global batch, gathered from every process in
+        rank order (the rows one process would see), so that N processes start as one."""
+        flat = global_rows(flat)
         n, k = flat.shape[0], self.codebook_size
         if n < k:
             warnings.warn(f"the codebook has {k} codes but the first batch only {n} vectors: at "
@@ -161,10 +163,11 @@ class VectorQuantizer(Quantizer):
     @torch.no_grad()
     def _restart(self, flat: Tensor, error: Tensor) -> None:
         """Restart the dead codes at the batch's worst-fitted vectors (one each, worst first).
-        Under DDP, rank 0's choice is broadcast."""
+        Under DDP, the global batch's (gathered in rank order), as one process would choose."""
         dead = (self.counts < self.restart_below).nonzero().squeeze(1)
         if dead.numel() == 0:
             return
+        flat, error = global_rows(flat), global_rows(error)
         worst = error.argsort(descending=True)[:dead.numel()]
         dead = dead[:worst.numel()]
         new = flat[worst].to(self.codebook.dtype)
@@ -173,3 +176,14 @@ class VectorQuantizer(Quantizer):
         self.codebook.data[dead] = new
         self.sums[dead] = new
         self.counts[dead] = 1.0
+
+
+def global_rows(t: Tensor) -> Tensor:
+    """The rows of t from every process, in rank order: under DDP each process holds an equal,
+    contiguous shard of the global batch, so this is the global batch's t, as one process
+    would see it (else t itself)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
