@@ -152,6 +152,19 @@ def test_the_cli_trains_fits_a_prior_samples_evaluates_and_encodes(
     assert main(["encode", str(run), "-o", str(tmp_path / "codes.npy")]) == 0
     codes = np.load(tmp_path / "codes.npy")
     assert codes.shape == (180, 4) and codes.dtype == np.int64 and codes.max() < 32
+    # the report and the explorer take both runs, with and without a prior
+    from fastapi.testclient import TestClient
+
+    from vaekit.views.serve.app import create_app
+    from vaekit.views.serve.session import ExplorerSession
+
+    for name, r in (("uniform", run), ("fitted", fitted)):
+        assert main(["report", str(r), "-o", str(tmp_path / f"{name}.html")]) == 0
+        api = TestClient(create_app(ExplorerSession(r)), raise_server_exceptions=False)
+        info = api.get("/api/info").json()
+        assert info["latent_dim"] == 4 and api.get("/").status_code == 200
+        decoded = api.post("/api/decode", json={"z": [0, 1, 2, 3]})
+        assert decoded.status_code == 200 and decoded.json()["x"].startswith("data:image/png")
 
 
 def test_fit_prior_refuses_a_discrete_prior_for_continuous_codes(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from vaekit.config import Config
 
 
@@ -25,6 +27,14 @@ def _structure(config: Config) -> str:
         return f"{config.net} autoencoder (no likelihood), latent {config.latent_dim}"
     if options is None:
         return f"{config.net} VAE, latent {config.latent_dim}"
+    shown = {f.name: getattr(options, f.name) for f in fields(options)
+             if not _not_applicable(options, f.metadata.get("only"))}
     sizes = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                      for k, v in vars(options).items())
+                      for k, v in shown.items())
     return f"{config.model} ({sizes})"
+
+
+def _not_applicable(options: object, only: tuple[str, object] | None) -> bool:
+    """An option that applies only where another has a value (metadata "only": (name, value),
+    e.g. a codebook's size only with --vqvae-quantizer vq), and that other differs."""
+    return only is not None and getattr(options, only[0]) != only[1]

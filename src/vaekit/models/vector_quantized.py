@@ -43,6 +43,10 @@ from vaekit.models.standardize import Standardize
 from vaekit.objectives.terms import LogWeightTerms
 from vaekit.quantizers import Quantized, Quantizer, build_quantizer, code_statistics
 
+#: metadata "only" of an option that applies to the codebook quantizer alone (shown, in a
+#: run's description, only where it applies)
+VQ_ONLY = ("quantizer", "vq")
+
 
 @dataclass(frozen=True)
 class VectorQuantizedOptions:
@@ -50,15 +54,21 @@ class VectorQuantizedOptions:
 
     quantizer: Literal["vq", "fsq"] = field(default="vq", metadata={
         "help": "vq: a learned codebook (nearest code); fsq: finite scalar quantisation"})
-    codebook_size: int = field(default=512, metadata={"help": "K, the codes of the codebook (vq)"})
-    code_dim: int = field(default=64, metadata={"help": "D, the numbers of each code (vq)"})
+    codebook_size: int = field(default=512, metadata={
+        "only": VQ_ONLY, "help": "K, the codes of the codebook (vq)"})
+    code_dim: int = field(default=64, metadata={
+        "only": VQ_ONLY, "help": "D, the numbers of each code (vq)"})
     levels: tuple[int, ...] = field(default=(8, 5, 5, 5), metadata={
+        "only": ("quantizer", "fsq"),
         "help": "fsq's levels per dimension: D = their count, K = their product"})
     codebook_update: Literal["ema", "loss"] = field(default="ema", metadata={
+        "only": VQ_ONLY,
         "help": "how the codebook learns (vq): ema (decay --vqvae-decay) or the codebook loss"})
-    decay: float = field(default=0.99, metadata={"help": "the codebook's EMA decay (vq)"})
+    decay: float = field(default=0.99, metadata={
+        "only": VQ_ONLY, "help": "the codebook's EMA decay (vq)"})
     commitment: float = field(default=0.25, metadata={"help": "beta of the commitment loss"})
     restart_below: float = field(default=1e-3, metadata={
+        "only": VQ_ONLY,
         "help": "restart a code whose moving count falls below this (vq; 0: never)"})
     widths: tuple[int, ...] = field(default=(32, 64), metadata={
         "help": "channels of each stride-2 stage: the grid is the image / 2^stages"})
