@@ -20,22 +20,62 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-#: (row label, run name, source run and fit-prior flags or None for a trained run)
-ROWS: list[tuple[str, str, tuple[str, list[str]] | None]] = [
-    ("AE + Gaussian", "ae-gaussian", ("ae", ["--kind", "gaussian"])),
-    ("AE + mixture (10)", "ae-mog", ("ae", ["--kind", "mog"])),
-    ("VAE, N(0, I)", "vae", None),
-    ("VAE + fitted mixture (10)", "vae-mog", ("vae", ["--kind", "mog"])),
-    ("VAE + fitted flow", "vae-flow", ("vae", ["--kind", "flow"])),
-    ("VAE + fitted diffusion", "vae-diffusion", ("vae", ["--kind", "diffusion"])),
-    ("VampPrior (500 pseudo-inputs)", "vamp", None),
-]
+
+@dataclass
+class Row:
+    """One row: a run (trained, or `fit` = (source run, fit-prior flags)) and the flags that
+    `quality` and `evaluate` take for it (a diffusion prior's sampler: two rows, one fit)."""
+
+    label: str
+    run: Path
+    fit: tuple[Path, list[str]] | None = None
+    view: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The name of the row's saved report in its run directory."""
+        return "benchmark" + "".join("-" + f.lstrip("-") for f in self.view) + ".json"
+
+    @property
+    def ode(self) -> bool:
+        return "ode" in (self.fit[1] if self.fit else []) and "--sampler" not in self.view
+
+
+DIFFUSION_ODE = ["--kind", "diffusion", "--sampler", "ode"]
+#: the ancestral chain's M-trajectory weight, on the same fit as the ODE row
+ANCESTRAL = ["--sampler", "ancestral", "--trajectories", "8"]
+
+
+def base_rows(out: Path) -> list[Row]:
+    """The AE, the VAE with N(0, I) and with each fitted prior, the VampPrior."""
+    ae, vae = out / "ae", out / "vae"
+    return [
+        Row("AE + Gaussian", out / "ae-gaussian", (ae, ["--kind", "gaussian"])),
+        Row("AE + mixture (10)", out / "ae-mog", (ae, ["--kind", "mog"])),
+        Row("VAE, N(0, I)", vae),
+        Row("VAE + fitted mixture (10)", out / "vae-mog", (vae, ["--kind", "mog"])),
+        Row("VAE + fitted flow", out / "vae-flow", (vae, ["--kind", "flow"])),
+        Row("VAE + fitted diffusion (ODE)", out / "vae-diffusion", (vae, DIFFUSION_ODE)),
+        Row("VAE + fitted diffusion (ancestral, M = 8)", out / "vae-diffusion",
+            (vae, DIFFUSION_ODE), ANCESTRAL),
+        Row("VampPrior (500 pseudo-inputs)", out / "vamp"),
+    ]
+
+
+def hierarchy_rows(top: Path, out: Path) -> list[Row]:
+    """A hierarchy with its own N(0, I) top, and with priors fitted to its top group."""
+    return [Row(f"{top.name}, N(0, I) top", top),
+            Row(f"{top.name} + fitted flow top", out / f"{top.name}-flow",
+                (top, ["--kind", "flow"])),
+            Row(f"{top.name} + fitted diffusion top (ODE)", out / f"{top.name}-diffusion",
+                (top, DIFFUSION_ODE))]
 
 
 def vaekit(*args: str) -> str:
@@ -60,6 +100,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=100, help="importance samples of the NLL")
     ap.add_argument("--nll-n", type=int, default=0, help="the NLL on the first N test images "
                     "only (0: all); a diffusion prior costs T denoiser passes per sample")
+    ap.add_argument("--ode-nll-n", type=int, default=0, help="the NLL of the ODE rows on the "
+                    "first N test images only (0: as --nll-n); the exact divergence costs L "
+                    "vector-Jacobian products per solver step")
     ap.add_argument("--n", type=int, default=10000, help="samples scored by vaekit quality")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default="runs/quality")
@@ -80,49 +123,42 @@ def main() -> None:
     for name, flags in trained.items():
         if not (out / name / "config.json").exists():
             vaekit("train", *common, *flags, "--out", str(out / name))
-    rows: list[tuple[str, Path, tuple[Path, list[str]] | None]] = [] if args.no_base else [
-        (label, out / name, None if fit is None else (out / fit[0], fit[1]))
-        for label, name, fit in ROWS]
-    rows += [(label, Path(run), None) for label, run in (e.split("=", 1) for e in args.extra)]
-    if args.hierarchy:  # its own N(0, I) top, then priors fitted to the top group's codes
-        top = Path(args.hierarchy)
-        rows += [(f"{top.name}, N(0, I) top", top, None),
-                 (f"{top.name} + fitted flow top", out / f"{top.name}-flow",
-                  (top, ["--kind", "flow"])),
-                 (f"{top.name} + fitted diffusion top (ODE)", out / f"{top.name}-diffusion",
-                  (top, ["--kind", "diffusion", "--sampler", "ode"]))]
-    for _, run, fit in rows:
-        if fit is not None and not (run / "config.json").exists():
-            source, flags = fit
+    rows = [] if args.no_base else base_rows(out)
+    rows += [Row(label, Path(run)) for label, run in (e.split("=", 1) for e in args.extra)]
+    if args.hierarchy:
+        rows += hierarchy_rows(Path(args.hierarchy), out)
+    for row in rows:
+        if row.fit is not None and not (row.run / "config.json").exists():
+            source, flags = row.fit
             start = time.perf_counter()
-            vaekit("fit-prior", str(source), *flags, "--out", str(run),
+            vaekit("fit-prior", str(source), *flags, "--out", str(row.run),
                    "--epochs", str(args.prior_epochs), "--quiet")
-            (run / "fit_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+            (row.run / "fit_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     results = []
-    for label, run, _ in rows:
-        report_file = run / "benchmark.json"
+    for row in rows:
+        report_file = row.run / row.key
         if report_file.exists():
             results.append(json.loads(report_file.read_text()))
             continue
-        saved = run / "quality.json"  # the report of an earlier, interrupted pass
         start = time.perf_counter()
-        quality = json.loads(saved.read_text()) if saved.exists() else \
-            last_json(vaekit("quality", str(run), "--n", str(args.n), "--json"))
-        quality_seconds = None if saved.exists() and time.perf_counter() - start < 1 else \
-            round(time.perf_counter() - start, 1)
-        fit_file = run / "fit_seconds.txt"
-        nll = None
-        if json.loads((run / "config.json").read_text())["config"]["model"] != "ae":
-            subset = ["--n", str(args.nll_n)] if args.nll_n else []
-            nll = last_json(vaekit("evaluate", str(run), "--k", str(args.k), *subset, "--json"))
-        row = {"label": label, "run": str(run), "quality": quality, "nll_n": args.nll_n,
-               "nll": None if nll is None else nll["nll"],
-               "nll_stderr": None if nll is None else nll["nll_stderr"],
-               "elbo": None if nll is None else nll["elbo"],
-               "fit_seconds": float(fit_file.read_text()) if fit_file.exists() else None,
-               "quality_seconds": quality_seconds}
-        report_file.write_text(json.dumps(row))
-        results.append(row)
+        quality = last_json(vaekit("quality", str(row.run), "--n", str(args.n), *row.view,
+                                   "--json"))
+        quality_seconds = round(time.perf_counter() - start, 1)
+        fit_file = row.run / "fit_seconds.txt"
+        nll, nll_n = None, (args.ode_nll_n if row.ode and args.ode_nll_n else args.nll_n)
+        if json.loads((row.run / "config.json").read_text())["config"]["model"] != "ae":
+            subset = ["--n", str(nll_n)] if nll_n else []
+            nll = last_json(vaekit("evaluate", str(row.run), "--k", str(args.k), *subset,
+                                   *row.view, "--json"))
+        result = {"label": row.label, "run": str(row.run), "view": row.view,
+                  "quality": quality, "nll_n": nll_n,
+                  "nll": None if nll is None else nll["nll"],
+                  "nll_stderr": None if nll is None else nll["nll_stderr"],
+                  "elbo": None if nll is None else nll["elbo"],
+                  "fit_seconds": float(fit_file.read_text()) if fit_file.exists() else None,
+                  "quality_seconds": quality_seconds}
+        report_file.write_text(json.dumps(result))
+        results.append(result)
     table = render_table(results, args.k)
     (out / "table.md").write_text(table)
     print(table)
@@ -133,13 +169,14 @@ def main() -> None:
 def render_table(results: list[dict[str, Any]], k: int) -> str:
     floor = results[0]["quality"]["floor"]
     net = results[0]["quality"]["feature_network"]
-    n = results[0].get("nll_n") or "all"
-    lines = [f"| model | test NLL (k={k}, {n} test images) | test −ELBO | FD | precision | "
+    lines = [f"| model | test NLL (k={k}; test images) | test −ELBO | FD | precision | "
              "recall | fit s | sample and score s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         q = r["quality"]
-        nll = "no likelihood" if r["nll"] is None else f"{r['nll']:.2f} ± {r['nll_stderr']:.2f}"
+        n = r.get("nll_n") or "all"
+        nll = "no likelihood" if r["nll"] is None else \
+            f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} ({n})"
         elbo = "" if r["elbo"] is None else f"{-r['elbo']:.2f}"
         fit = "" if r.get("fit_seconds") is None else f"{r['fit_seconds']:.0f}"
         seconds = "" if r.get("quality_seconds") is None else f"{r['quality_seconds']:.0f}"
@@ -168,6 +205,10 @@ def save_sample_strip(results: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(2.4 * len(results), 2.9))
     for ax, r in zip(np.atleast_1d(axes), results):
         model = vaekit.load(r["run"])
+        view = r.get("view") or []
+        if "--sampler" in view:  # the row's sampler, not the run's saved one
+            prior: Any = getattr(model, "prior", None)
+            prior.configure(sampler=view[view.index("--sampler") + 1])
         x = model.sample(64, generator=torch.Generator().manual_seed(0))
         ax.imshow(image_grid(x), cmap="gray", vmin=0, vmax=1)
         ax.set_title(r["label"], fontsize=8)
