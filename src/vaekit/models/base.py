@@ -55,6 +55,7 @@ from torch.distributions import Distribution
 
 from vaekit.distributions import Likelihood
 from vaekit.errors import DataError
+from vaekit.models.inputs import as_float_tensor, is_whole
 from vaekit.models.standardize import Standardize
 from vaekit.objectives import elbo as elbo_of_terms
 from vaekit.objectives.terms import LogWeightTerms
@@ -328,7 +329,7 @@ class LatentVariableModel(nn.Module):
                     raise DataError(f"{where}: unknown class {item!r}; the model's classes are "
                                     f"{', '.join(names)}")
                 out.append(names.index(item))
-            elif _is_whole(item) and 0 <= item < len(names):
+            elif is_whole(item) and 0 <= item < len(names):
                 out.append(int(item))
             else:
                 raise DataError(f"{where}: a class must be an integer in [0, {len(names) - 1}] "
@@ -360,7 +361,7 @@ class LatentVariableModel(nn.Module):
 
     def as_input(self, x: Tensor | np.ndarray, where: str = "input") -> Tensor:
         """x (B, *event_shape) as a tensor of the model's float dtype on its device."""
-        t = _as_float_tensor(x, where, self._dtype(), self._device())
+        t = as_float_tensor(x, where, self._dtype(), self._device())
         n = len(self.event_shape)
         if t.dim() < n + 1 or tuple(t.shape[-n:]) != self.event_shape:
             raise DataError(f"{where}: expected examples of shape {self.event_shape} in a batch "
@@ -369,36 +370,14 @@ class LatentVariableModel(nn.Module):
         return t
 
     def as_latent(self, z: Tensor | np.ndarray) -> Tensor:
-        t = _as_float_tensor(z, "decode", self._dtype(), self._device())
+        t = as_float_tensor(z, "decode", self._dtype(), self._device())
         if t.dim() == 0 or t.shape[-1] != self.latent_dim:
             raise DataError(f"decode: expected latents of shape (..., {self.latent_dim}), got "
                             f"shape {tuple(t.shape)}")
         return t
 
 
-def _is_whole(value: Any) -> bool:
-    """An int, a NumPy integer or a float with no fraction (not a bool)."""
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, (int, np.integer)) or (isinstance(value, float)
-                                                     and value.is_integer())
-
-
 def _rows(z: Tensor) -> int | None:
     """The rows a condition must match for latents z (*batch, latent_dim): the last batch
     dimension, or None for a single vector."""
     return int(z.shape[-2]) if z.dim() >= 2 else None
-
-
-def _as_float_tensor(x: Tensor | np.ndarray, where: str, dtype: torch.dtype,
-                     device: torch.device) -> Tensor:
-    """A tensor or array as `dtype` on `device`; a clear error for anything else."""
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind not in "biuf":
-            raise DataError(f"{where}: expected a numeric array, got dtype {x.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, Tensor):
-        raise DataError(f"{where}: expected a tensor or a NumPy array, got {type(x).__name__}")
-    if x.is_complex():
-        raise DataError(f"{where}: expected real values, got {x.dtype}")
-    return x.to(device=device, dtype=dtype)
