@@ -44,13 +44,14 @@ class Row:
         return "benchmark" + "".join("-" + f.lstrip("-") for f in self.view) + ".json"
 
     @property
-    def ode(self) -> bool:
-        return "ode" in (self.fit[1] if self.fit else []) and "--sampler" not in self.view
+    def diffusion(self) -> bool:
+        """A diffusion prior's row: its log p(z) costs many denoiser passes per code."""
+        return self.fit is not None and "diffusion" in self.fit[1]
 
 
 DIFFUSION_ODE = ["--kind", "diffusion", "--sampler", "ode"]
 #: the ancestral chain's M-trajectory weight, on the same fit as the ODE row
-ANCESTRAL = ["--sampler", "ancestral", "--trajectories", "8"]
+ANCESTRAL = ["--sampler", "ancestral", "--trajectories", "4"]
 
 
 def base_rows(out: Path) -> list[Row]:
@@ -63,7 +64,7 @@ def base_rows(out: Path) -> list[Row]:
         Row("VAE + fitted mixture (10)", out / "vae-mog", (vae, ["--kind", "mog"])),
         Row("VAE + fitted flow", out / "vae-flow", (vae, ["--kind", "flow"])),
         Row("VAE + fitted diffusion (ODE)", out / "vae-diffusion", (vae, DIFFUSION_ODE)),
-        Row("VAE + fitted diffusion (ancestral, M = 8)", out / "vae-diffusion",
+        Row("VAE + fitted diffusion (ancestral, M = 4)", out / "vae-diffusion",
             (vae, DIFFUSION_ODE), ANCESTRAL),
         Row("VampPrior (500 pseudo-inputs)", out / "vamp"),
     ]
@@ -100,9 +101,13 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=100, help="importance samples of the NLL")
     ap.add_argument("--nll-n", type=int, default=0, help="the NLL on the first N test images "
                     "only (0: all); a diffusion prior costs T denoiser passes per sample")
-    ap.add_argument("--ode-nll-n", type=int, default=0, help="the NLL of the ODE rows on the "
-                    "first N test images only (0: as --nll-n); the exact divergence costs L "
-                    "vector-Jacobian products per solver step")
+    ap.add_argument("--diffusion-nll-n", type=int, default=0, help="the NLL of a diffusion "
+                    "prior's rows on the first N test images only (0: as --nll-n): the ODE's "
+                    "exact divergence costs L vector-Jacobian products per solver step, the "
+                    "ancestral weight M x T denoiser passes per code; the source run is "
+                    "evaluated on the same images beside it")
+    ap.add_argument("--diffusion-k", type=int, default=0, help="importance samples of those "
+                    "rows (0: as --k)")
     ap.add_argument("--n", type=int, default=10000, help="samples scored by vaekit quality")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default="runs/quality")
@@ -145,13 +150,18 @@ def main() -> None:
                                    "--json"))
         quality_seconds = round(time.perf_counter() - start, 1)
         fit_file = row.run / "fit_seconds.txt"
-        nll, nll_n = None, (args.ode_nll_n if row.ode and args.ode_nll_n else args.nll_n)
+        nll, nll_n, k, paired = None, args.nll_n, args.k, None
+        if row.diffusion:
+            nll_n, k = args.diffusion_nll_n or args.nll_n, args.diffusion_k or args.k
         if json.loads((row.run / "config.json").read_text())["config"]["model"] != "ae":
-            subset = ["--n", str(nll_n)] if nll_n else []
-            nll = last_json(vaekit("evaluate", str(row.run), "--k", str(args.k), *subset,
-                                   *row.view, "--json"))
+            subset = ["--k", str(k)] + (["--n", str(nll_n)] if nll_n else [])
+            nll = last_json(vaekit("evaluate", str(row.run), *subset, *row.view, "--json"))
+            if row.diffusion and row.fit is not None and (nll_n, k) != (args.nll_n, args.k):
+                paired = last_json(vaekit("evaluate", str(row.fit[0]), *subset, "--json"))
         result = {"label": row.label, "run": str(row.run), "view": row.view,
-                  "quality": quality, "nll_n": nll_n,
+                  "quality": quality, "nll_n": nll_n, "k": k,
+                  "source_nll": None if paired is None else paired["nll"],
+                  "source_nll_stderr": None if paired is None else paired["nll_stderr"],
                   "nll": None if nll is None else nll["nll"],
                   "nll_stderr": None if nll is None else nll["nll_stderr"],
                   "elbo": None if nll is None else nll["elbo"],
@@ -176,7 +186,10 @@ def render_table(results: list[dict[str, Any]], k: int) -> str:
         q = r["quality"]
         n = r.get("nll_n") or "all"
         nll = "no likelihood" if r["nll"] is None else \
-            f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} ({n})"
+            f"{r['nll']:.2f} ± {r['nll_stderr']:.2f} ({n}" + (
+                f", k={r['k']}" if r.get("k", k) != k else "") + ")"
+        if r.get("source_nll") is not None:  # its source's NLL, on the same images
+            nll += f"; source {r['source_nll']:.2f} ± {r['source_nll_stderr']:.2f}"
         elbo = "" if r["elbo"] is None else f"{-r['elbo']:.2f}"
         fit = "" if r.get("fit_seconds") is None else f"{r['fit_seconds']:.0f}"
         seconds = "" if r.get("quality_seconds") is None else f"{r['quality_seconds']:.0f}"
