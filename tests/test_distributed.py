@@ -73,6 +73,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path,
     one_rows = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").open()]
     assert [r["val_elbo"] for r in ddp_rows] == pytest.approx(
         [r["val_elbo"] for r in one_rows], abs=1e-3)
+    if "vqvae" in extra:  # the code space's usage: of the global batches
+        for key in ("code_usage", "code_perplexity"):
+            assert [r[key] for r in ddp_rows] == pytest.approx([r[key] for r in one_rows]), key
     if "--tensorboard" in extra:  # one writer: rank 0's
         assert len(list((tmp_path / "ddp" / "tensorboard").iterdir())) == 1
 

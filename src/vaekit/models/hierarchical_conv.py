@@ -192,7 +192,7 @@ class ConvHierarchicalVAE(TopDownVAE):
                 z = given[i].view(shape)
                 draws.append(GroupDraw.of_prior(given[i], mu_p.flatten(1), log_var_p.flatten(1)))
             elif features is None and i == 0 and top_latent is not None:
-                z = top_latent.view(shape)  # the top group from a fitted prior
+                z = top_latent.reshape(shape)  # the top group from a fitted prior
             elif features is None:
                 z = mu_p + torch.exp(0.5 * log_var_p) * (temperature * eps[i].view(shape))
             else:

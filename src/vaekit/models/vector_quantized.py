@@ -200,9 +200,12 @@ class VectorQuantizedVAE(LatentVariableModel):
         self.as_condition(condition, None, "terms")
         y = self.to_model_units(x)
         q = self.quantize(y) if cache is None else cache
-        if self.training and torch.is_grad_enabled():
-            self.code_counts += torch.bincount(q.indices.reshape(-1),
-                                               minlength=self.codebook_size)
+        if self.training and torch.is_grad_enabled():  # the global batch's: every process
+            # keeps the same counts (DDP broadcasts rank 0's buffers before each forward)
+            counts = torch.bincount(q.indices.reshape(-1), minlength=self.codebook_size)
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(counts)
+            self.code_counts += counts
         log_px_z = self.log_px_z(self.decoder(q.codes), y)  # (B,)
         k = k if noise is None else noise.shape[0]
         return CodeTerms(log_px_z.unsqueeze(0).expand(k, -1), self.log_prior(q.indices),
@@ -220,11 +223,9 @@ class VectorQuantizedVAE(LatentVariableModel):
                 f"mass at the code c(x) (k adds nothing), with {prior}")
 
     def epoch_metrics(self) -> dict[str, float]:
-        """The code space's usage and perplexity over this epoch's training batches (summed
-        over the processes under torch.distributed); the counts then start again."""
+        """The code space's usage and perplexity over this epoch's training batches (the
+        global batches' under torch.distributed); the counts then start again."""
         counts = self.code_counts.clone()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(counts)
         self.code_counts.zero_()
         if counts.sum() == 0:
             return {}

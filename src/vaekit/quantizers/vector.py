@@ -137,8 +137,8 @@ class VectorQuantizer(Quantizer):
             sums = torch.zeros_like(centers).index_add_(0, assign, flat)
             used = counts > 0
             centers[used] = sums[used] / counts[used, None]
-        if dist.is_available() and dist.is_initialized():
-            dist.broadcast(centers, 0)
+        if dist.is_available() and dist.is_initialized():  # the same on every process; rank
+            dist.broadcast(centers, 0)  # 0's guards against index_add_'s order on CUDA
         self.codebook.data.copy_(centers)
         self.sums.copy_(centers)
         self.counts.fill_(1.0)
@@ -171,8 +171,8 @@ class VectorQuantizer(Quantizer):
         worst = error.argsort(descending=True)[:dead.numel()]
         dead = dead[:worst.numel()]
         new = flat[worst].to(self.codebook.dtype)
-        if dist.is_available() and dist.is_initialized():
-            dist.broadcast(new, 0)
+        if dist.is_available() and dist.is_initialized():  # the same on every process; rank
+            dist.broadcast(new, 0)  # 0's guards against a nondeterministic kernel (CUDA)
         self.codebook.data[dead] = new
         self.sums[dead] = new
         self.counts[dead] = 1.0
@@ -184,6 +184,7 @@ def global_rows(t: Tensor) -> Tensor:
     would see it (else t itself)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return t
-    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    parts = [torch.empty_like(t, memory_format=torch.contiguous_format)
+             for _ in range(dist.get_world_size())]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts)

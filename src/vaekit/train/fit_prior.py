@@ -42,6 +42,7 @@ from vaekit.priors.fitted import (
     fitted_prior_options,
     log_prob_nats,
 )
+from vaekit.priors.probability_flow import EXACT_DIVERGENCE_MAX_DIM
 from vaekit.run import (
     ARRAY_DATA,
     CONFIG_FILE,
@@ -140,8 +141,8 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
                             info.data.get("dequantize"))
     with torch.random.fork_rng(devices=[]):  # initial weights from the seed alone
         torch.manual_seed(seed)
-        prior = FITTED_PRIORS[kind].build(model.prior_slice.stop - model.prior_slice.start,
-                                          options)
+        dim = model.prior_slice.stop - model.prior_slice.start  # the codes' size
+        prior = FITTED_PRIORS[kind].build(dim, options)
     g = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -164,14 +165,26 @@ def fit_prior(run: str | Path, kind: str, out: str | Path, *, options: dict[str,
             torch.Generator().manual_seed(seed + 1)))
     if progress:
         what = "no test split" if test_log_pz is None else \
-            f"test codes' log p(z) {test_log_pz:.3f} nats" + (
-                " (a bound)" if kind == "diffusion" and options["sampler"] != "ode" else "")
+            f"test codes' log p(z) {test_log_pz:.3f} nats" + _density_caveat(kind, options, dim)
         article = "an" if kind[0] in "aeiou" else "a"
         print(f"fitted {article} {kind} prior to {len(x)} codes of {run} in "
               f"{time.perf_counter() - start:.1f}s: {what}", file=sys.stderr)
     _write_run(model, prior, info, run, out, {**record, "source": str(run)},
                {"kind": kind, "test_codes_log_pz": test_log_pz, "seed": seed})
     return out
+
+
+def _density_caveat(kind: str, options: dict[str, Any], dim: int) -> str:
+    """What the fitted prior's log p(z) is, where it is not exact: the ancestral chain's bound,
+    or above `EXACT_DIVERGENCE_MAX_DIM` the ODE's density by Hutchinson's estimator."""
+    if kind != "diffusion":
+        return ""
+    if options["sampler"] != "ode":
+        return " (a bound)"
+    if dim > EXACT_DIVERGENCE_MAX_DIM:
+        return (f" (Hutchinson's unbiased estimate of the ODE's density in {dim} dimensions: an "
+                "importance-weighted log p(x) with it is a bound only approximately)")
+    return ""
 
 
 def _claim_run_dir(out: Path, run: Path, resume: bool) -> None:
