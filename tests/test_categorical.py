@@ -227,6 +227,18 @@ def test_the_cli_trains_evaluates_and_encodes_the_discrete_model(tmp_path: Path)
     assert probs.shape == (180, 4, 3) and np.allclose(probs.sum(-1), 1, atol=1e-5)
     r = run_cli("report", str(run), "-o", str(tmp_path / "report.html"))
     assert r.returncode == 0, r.stderr
+    # the explorer: one slider per latent number, a decoded image for a one-hot code
+    from fastapi.testclient import TestClient
+
+    from vaekit.views.serve.app import create_app
+    from vaekit.views.serve.session import ExplorerSession
+
+    api = TestClient(create_app(ExplorerSession(run)), raise_server_exceptions=False)
+    info = api.get("/api/info").json()
+    assert api.get("/").status_code == 200 and len(info["sliders"]) == info["latent_dim"]
+    one_hot = np.eye(3)[[0, 1, 2, 0]].reshape(-1).tolist()
+    decoded = api.post("/api/decode", json={"z": one_hot})
+    assert decoded.status_code == 200 and decoded.json()["x"].startswith("data:image/png")
 
 
 @pytest.mark.parametrize(("flags", "message"), [
