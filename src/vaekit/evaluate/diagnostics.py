@@ -58,9 +58,8 @@ def kl_per_dimension(model: LatentVariableModel, x: Tensor, seed: int = 0,
     if elbo_terms is None:
         elbo_terms = dataset_elbo(model, x, seed=seed, units=True, condition=condition)
     units = elbo_terms.get("kl_units")
-    if units is None or units.shape[-1] != model.latent_dim or \
-            (getattr(model, "prior", None) is not None and len(model.latent_groups) > 1):
-        return None  # a hierarchy's fitted top prior: its KL is an estimate, not closed form
+    if units is None or units.shape[-1] != model.latent_dim:
+        return None
     return units.double().mean(0).float() if len(units) else torch.zeros(model.latent_dim)
 
 

@@ -111,18 +111,21 @@ class TopDownVAE(LatentVariableModel):
         start = sum(self.latent_groups[:self.top_group % len(self.latent_groups)])
         return slice(start, start + self.latent_groups[self.top_group])
 
-    def _fitted_top(self, draws: list[Any], zs: list[Tensor], exact: bool = False) -> None:
-        """With a fitted prior, the top group's draw under it (`FittedTopDraw`), in place. An
+    def _with_fitted_top(self, draws: list[GroupDraw], zs: list[Tensor],
+                         exact: bool = False) -> list[Any]:
+        """The draws, with a fitted prior the top group's under it (`FittedTopDraw`). An
         `exact` log p(z_L), differentiable in z, is asked for by MCMC."""
         if self.prior is None:
-            return
+            return draws
         p_top = self.prior(None)
         if exact and not getattr(p_top, "has_exact_log_prob", True):
             raise ConfigError(f"the top group's fitted prior ({type(p_top).__name__}) has no "
                               "exact log p(z) differentiable in z (a one-trajectory bound); "
                               "MCMC needs one")
-        t = self.top_group
-        draws[t] = FittedTopDraw(draws[t], p_top.log_prob(zs[t]))
+        out: list[Any] = list(draws)
+        out[self.top_group] = FittedTopDraw(draws[self.top_group],
+                                            p_top.log_prob(zs[self.top_group]))
+        return out
 
     def _bottom_up(self, y: Tensor) -> list[Tensor]:
         raise NotImplementedError
@@ -154,10 +157,8 @@ class TopDownVAE(LatentVariableModel):
         features = repeat_for_samples(self._bottom_up(y) if cache is None else cache, k)
         draws, zs, params = self._top_down(k * batch, features,
                                            self._split(noise.reshape(k * batch, -1)))
-        terms_draws: list[Any] = list(draws)
-        self._fitted_top(terms_draws, zs)
         log_px_z = self.log_px_z(params.view(k, batch, *params.shape[1:]), y)  # (k, B)
-        return HierarchicalTerms(log_px_z, terms_draws, zs)
+        return HierarchicalTerms(log_px_z, self._with_fitted_top(draws, zs), zs)
 
     def encode(self, x: Tensor | np.ndarray, *, condition: Any = None,
                grad: bool = False) -> DiagonalNormal:
@@ -187,9 +188,8 @@ class TopDownVAE(LatentVariableModel):
         batch = z.shape[:-1]
         flat = z.reshape(-1, z.shape[-1])  # (N, latent_dim)
         given = self._split(flat)
-        draws: list[Any]
         draws, _, params = self._top_down(len(flat), None, [], given=given)
-        self._fitted_top(draws, given, exact=True)
+        draws = self._with_fitted_top(draws, given, exact=True)
         log_pz = torch.stack([d.log_p() for d in draws]).sum(0)  # (N,)
         return log_pz.view(batch), params.reshape(*batch, *params.shape[1:])
 

@@ -151,5 +151,9 @@ class HierarchicalTerms(LogWeightTerms):
     def kl_groups(self) -> list[Tensor]:
         return [kl.mean(0) for kl in self._group_kls()]
 
-    def kl_units(self) -> Tensor:
+    def kl_units(self) -> Tensor | None:
+        """Each group's closed-form KL, (B, groups); None where a fitted top prior made the
+        top group's an estimate."""
+        if any(isinstance(d, FittedTopDraw) for d in self.draws):
+            return None
         return torch.stack(self.kl_groups, dim=-1)  # (B, groups)
